@@ -1,0 +1,97 @@
+"""Reading objssl checkpoints and pulling out the weights of one part (backbone, neck, head).
+
+An objssl checkpoint is a ``torch.save`` dict::
+
+    {"format": "objssl-checkpoint", "version": 1, "method": "byol",
+     "backbone": {"name": "resnet50", "kwargs": {...}},
+     "model": <method.state_dict()>, "config": {...}, ...training state...}
+
+Inside ``model`` the online (student) parts sit under ``online.<part>.`` and the EMA teacher's under
+``target.<part>.``; a backbone's weights are under ``<branch>.backbone.model.`` with exactly timm's
+keys.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from objssl.errors import UserError
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "ExportReport",
+    "load_checkpoint",
+    "branch_prefix",
+    "part_state_dict",
+    "backbone_state_dict",
+]
+
+CHECKPOINT_FORMAT = "objssl-checkpoint"
+_BRANCHES = {"teacher": "target", "target": "target", "student": "online", "online": "online"}
+
+
+@dataclass
+class ExportReport:
+    """What an exporter wrote and what it deliberately left out (never silently)."""
+
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"wrote {len(self.written)} tensors, skipped {len(self.skipped)}"]
+        if self.skipped:
+            shown = ", ".join(self.skipped[:8]) + (" ..." if len(self.skipped) > 8 else "")
+            lines.append(f"skipped: {shown}")
+        lines.extend(self.notes)
+        return "\n".join(lines)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load an objssl checkpoint on the CPU; a clear error if it is not one."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UserError(f"checkpoint {path!r} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # pickle / zip errors of every kind
+        raise UserError(f"checkpoint {path!r} cannot be read: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(
+            f"{path!r} is not an objssl checkpoint (no format={CHECKPOINT_FORMAT!r} entry); "
+            "objssl writes them as OUT/checkpoints/*.pth"
+        )
+    return ckpt
+
+
+def branch_prefix(which: str) -> str:
+    """``"teacher"``/``"target"`` → ``"target"``; ``"student"``/``"online"`` → ``"online"``."""
+    try:
+        return _BRANCHES[which]
+    except KeyError:
+        raise UserError(f"which={which!r}: choose 'teacher' or 'student'") from None
+
+
+def part_state_dict(ckpt: dict[str, Any], part: str, which: str = "teacher") -> dict[str, Tensor]:
+    """Weights of one part (``"backbone"``, ``"neck"``, ``"head"``, ...) with the prefix removed.
+
+    The teacher has no predictor; asking for a part the checkpoint lacks returns ``{}``.
+    """
+    prefix = f"{branch_prefix(which)}.{part}."
+    return {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
+
+
+def backbone_state_dict(ckpt: dict[str, Any], which: str = "teacher") -> dict[str, Tensor]:
+    """The backbone's weights with timm's own keys (they load into ``timm.create_model(name)``)."""
+    sd = part_state_dict(ckpt, "backbone.model", which)
+    if not sd:
+        raise UserError(
+            f"checkpoint has no {which} backbone weights (looked for "
+            f"'{branch_prefix(which)}.backbone.model.*')"
+        )
+    return sd
