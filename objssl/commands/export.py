@@ -1,0 +1,28 @@
+"""``objssl export CHECKPOINT --to {timm,detectron2,mmseg} -o OUT [--which teacher|student]``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("export", help="export a checkpoint's weights for timm, detectron2 or mmseg")
+    p.add_argument("checkpoint", help="an objssl checkpoint (OUT/checkpoints/step_*.pth)")
+    p.add_argument("--to", required=True, help="target framework (objssl list exporters)")
+    p.add_argument("-o", "--output", required=True, help="file to write")
+    p.add_argument("--which", default="teacher", choices=("teacher", "student"),
+                   help="EMA teacher (default, as the official code exports) or online student")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import objssl  # noqa: F401 - registers the built-in exporters
+    from objssl.export.common import load_checkpoint
+    from objssl.registry import EXPORTERS
+
+    exporter = EXPORTERS.get(args.to)
+    ckpt = load_checkpoint(args.checkpoint)
+    report = exporter(ckpt, args.output, which=args.which)
+    print(f"exported the {args.which} of {args.checkpoint} to {args.output} ({args.to})")
+    print(report.summary())
+    return 0

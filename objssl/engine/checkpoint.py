@@ -1,0 +1,87 @@
+"""Checkpoints written atomically (temp file + fsync + rename), keeping the last N."""
+
+from __future__ import annotations
+
+import glob
+import os
+import random
+import re
+import tempfile
+from typing import Any
+
+import numpy as np
+import torch
+
+from objssl.export.common import CHECKPOINT_FORMAT, load_checkpoint
+
+__all__ = [
+    "atomic_save",
+    "save_checkpoint",
+    "find_latest_checkpoint",
+    "rng_state",
+    "set_rng_state",
+    "load_checkpoint",
+]
+
+_NAME = "step_{:08d}.pth"
+_PATTERN = re.compile(r"step_(\d{8})\.pth$")
+
+
+def atomic_save(obj: Any, path: str) -> None:
+    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``.
+
+    A crash at any moment leaves either the old file or the new one, never a torn one.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".pth", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(state: dict[str, Any], folder: str, step: int, keep_last: int) -> str:
+    """Write ``folder/step_XXXXXXXX.pth`` atomically, then delete all but the newest ``keep_last``."""
+    state = {"format": CHECKPOINT_FORMAT, "version": 1, **state}
+    path = os.path.join(folder, _NAME.format(step))
+    atomic_save(state, path)
+    existing = sorted(glob.glob(os.path.join(folder, "step_*.pth")))
+    for old in existing[:-keep_last]:
+        os.unlink(old)
+    return path
+
+
+def find_latest_checkpoint(folder: str) -> str | None:
+    """The newest ``step_*.pth`` in ``folder``, or None."""
+    found = [p for p in glob.glob(os.path.join(folder, "step_*.pth")) if _PATTERN.search(p)]
+    return max(found, key=lambda p: int(_PATTERN.search(p).group(1))) if found else None

@@ -1,0 +1,16 @@
+"""Exporters: turn an objssl checkpoint into weights another framework loads.
+
+``EXPORTERS`` (in :mod:`objssl.registry`) maps a target name to ``export(ckpt, out_path, *,
+which="teacher", **opts) -> ExportReport``. The detectron2 and mmseg exporters import their
+frameworks only when called.
+"""
+
+from objssl.export.common import (
+    ExportReport,
+    backbone_state_dict,
+    load_checkpoint,
+    part_state_dict,
+)
+from objssl.export.timm import export_timm
+
+__all__ = ["ExportReport", "backbone_state_dict", "load_checkpoint", "part_state_dict", "export_timm"]
