@@ -88,7 +88,7 @@ def _merge(base: dict, extra: dict, where: str, check: bool) -> dict:
             raise ConfigError(
                 f"unknown config key {path!r}.{_suggest(key, valid)} Valid keys here: {', '.join(valid)}"
             )
-        section_is_free = where in _FREE_SECTIONS or tuple(path.split(".")[:2]) in _FREE_KEYS
+        section_is_free = path in _FREE_SECTIONS or tuple(path.split(".")) in _FREE_KEYS
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], value, path, check and not section_is_free)
         else:

@@ -54,11 +54,12 @@ class TrainingDivergedError(RuntimeError):
 
 def resolve_data(data_cfg: dict[str, Any]) -> list[str]:
     """The image paths of ``data.path`` (the demo photos when it is null). Errors are one line."""
-    from objssl.data.demo import demo_images
+    if data_cfg.get("path") in (None, ""):
+        from objssl.data.demo import demo_images
+
+        return demo_images()
     from objssl.data.sources import list_images
 
-    if data_cfg.get("path") in (None, ""):
-        return demo_images()
     return list_images(data_cfg["path"], image_root=data_cfg.get("image_root"))
 
 
@@ -331,6 +332,11 @@ class Trainer:
                     if self.step >= stop_at or self._stop_requested:
                         break
             self.save()
+            summary = {"step": self.step, "total_steps": self.total_steps, "loss": last_loss,
+                       "images_skipped": self.images_skipped, "nonfinite_total": self.nonfinite_total,
+                       "out": self.out}
+            if self.dist.is_main:
+                log.info("done: %s", summary)
         finally:
             if bar is not None:
                 bar.close()
@@ -343,11 +349,6 @@ class Trainer:
             if self.dist.is_main:
                 logging.getLogger("objssl").removeHandler(self._log_handler)
                 self._log_handler.close()
-        summary = {"step": self.step, "total_steps": self.total_steps, "loss": last_loss,
-                   "images_skipped": self.images_skipped, "nonfinite_total": self.nonfinite_total,
-                   "out": self.out}
-        if self.dist.is_main:
-            log.info("done: %s", summary)
         return summary
 
     def _optimizer_step(self, micro_batches: list[Any]) -> tuple[float, dict[str, float]]:

@@ -1,0 +1,52 @@
+"""torchrun with 2 CPU processes (gloo) gives the same update as 1 process at the same global batch."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import torch
+
+ARGS = [
+    "pretrain", "--backbone", "test_vit", "--batch-size", "4", "--max-steps", "2", "--workers", "0",
+    "method.head_norm=ln", "method.proj_hidden_dim=32", "method.pred_hidden_dim=32", "method.proj_dim=16",
+    "method.image_size=48", "optim.name=sgd", "optim.lr=2.0", "optim.warmup_steps=0",
+    "train.progress=false", "train.ckpt_every=1",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(cmd, env):
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_two_process_gloo_equals_one_process(tmp_path, photo_folder):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    common = ARGS + ["--data", str(photo_folder)]
+    _run([sys.executable, "-m", "objssl.cli", *common, "--out", str(tmp_path / "one")], env)
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+          str(_free_port()), "-m", "objssl.cli", *common, "--out", str(tmp_path / "two")], env)
+    def load(run, step):
+        return torch.load(tmp_path / run / "checkpoints" / f"step_{step:08d}.pth", weights_only=False)
+
+    for step in (1, 2):
+        one, two = load("one", step), load("two", step)
+        assert one["model"].keys() == two["model"].keys()
+        for k, a in one["model"].items():
+            torch.testing.assert_close(a, two["model"][k], atol=2e-6, rtol=1e-5, msg=f"step {step}: {k}")
+    # the comparison is not vacuous: the second step changed the online weights
+    s1, s2 = load("one", 1)["model"], load("one", 2)["model"]
+    changed = [k for k in s1 if k.startswith("online.") and not torch.equal(s1[k], s2[k])]
+    assert len(changed) > 10
+    # both runs log the same (all-reduced) losses
+    l1 = [float(line.split('"loss": ')[1].split(",")[0]) for line in open(tmp_path / "one" / "metrics.jsonl")]
+    l2 = [float(line.split('"loss": ')[1].split(",")[0]) for line in open(tmp_path / "two" / "metrics.jsonl")]
+    assert len(l1) == len(l2) == 2
+    assert l1 == __import__("pytest").approx(l2, abs=1e-5)
