@@ -138,6 +138,7 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def validate_config(cfg: dict[str, Any]) -> None:
     """Check method keys against the method's constructor and a few value ranges."""
+    from objssl.backbones.timm import check_backbone_name
     from objssl.registry import METHODS
 
     method_cls = METHODS.get(cfg["method"]["name"])
@@ -150,6 +151,7 @@ def validate_config(cfg: dict[str, Any]) -> None:
                 f"unknown config key 'method.{key}' for method {cfg['method']['name']!r}."
                 f"{_suggest(key, accepted)} Valid keys: {', '.join(accepted)}"
             )
+    check_backbone_name(cfg["backbone"]["name"])
     t = cfg["train"]
     for key in ("batch_size", "accum_steps", "keep_last", "log_every", "ckpt_every", "max_nonfinite"):
         if not isinstance(t[key], int) or t[key] < 1:

@@ -22,7 +22,14 @@ from torch import Tensor, nn
 from objssl.errors import UserError
 from objssl.registry import BACKBONES
 
-__all__ = ["BackboneOutput", "FeatureInfo", "TimmBackbone", "SimpleFeaturePyramid", "create_backbone"]
+__all__ = [
+    "BackboneOutput",
+    "FeatureInfo",
+    "TimmBackbone",
+    "SimpleFeaturePyramid",
+    "check_backbone_name",
+    "create_backbone",
+]
 
 
 class BackboneOutput(NamedTuple):
@@ -81,6 +88,21 @@ class SimpleFeaturePyramid(nn.Module):
         return {"c2": self.up4(x), "c3": self.up2(x), "c4": self.same(x), "c5": self.down(x)}
 
 
+def check_backbone_name(name: str) -> None:
+    """Raise a one-line :class:`UserError` (with close matches) unless ``name`` can be built."""
+    import timm
+
+    if name in BACKBONES or timm.is_model(name):
+        return
+    import difflib
+
+    close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UserError(
+        f"unknown backbone {name!r}: not a timm model name.{hint} (`objssl list backbones PATTERN` lists them)"
+    )
+
+
 class TimmBackbone(nn.Module):
     """A timm model that returns :class:`BackboneOutput`.
 
@@ -107,15 +129,7 @@ class TimmBackbone(nn.Module):
         super().__init__()
         import timm
 
-        if not timm.is_model(model_name):
-            import difflib
-
-            close = difflib.get_close_matches(model_name, timm.list_models(), n=3, cutoff=0.6)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise UserError(
-                f"unknown backbone {model_name!r}: not a timm model name.{hint} "
-                "(`objssl list backbones PATTERN` lists them)"
-            )
+        check_backbone_name(model_name)
         if pretrained_file is not None and not os.path.isfile(pretrained_file):
             raise UserError(f"backbone pretrained_file {pretrained_file!r} does not exist")
         kwargs = dict(timm_kwargs)

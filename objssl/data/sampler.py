@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 import torch
 
+from objssl.errors import ConfigError
+
 __all__ = ["ResumableBatchSampler", "sample_seed"]
 
 _MIX = 0x9E3779B97F4A7C15  # golden-ratio constant: spreads nearby seeds apart
@@ -53,11 +55,11 @@ class ResumableBatchSampler:
     ) -> None:
         per_step = world_size * accum_steps
         if global_batch_size % per_step:
-            raise ValueError(
-                f"batch_size={global_batch_size} must be divisible by world_size*accum_steps={per_step}"
+            raise ConfigError(
+                f"train.batch_size={global_batch_size} must be divisible by world_size*accum_steps={per_step}"
             )
         if num_samples < global_batch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"the data set has {num_samples} images, fewer than one batch of {global_batch_size}: "
                 "lower train.batch_size"
             )

@@ -8,7 +8,6 @@ import torch
 from objssl.config import apply_overrides
 from objssl.engine import Trainer, TrainingDivergedError
 from objssl.errors import DataError
-from tests.engine.conftest import tiny_config
 
 
 def _metrics(out):
@@ -16,7 +15,7 @@ def _metrics(out):
         return [json.loads(line) for line in f]
 
 
-def test_run_writes_checkpoint_logs_and_tensorboard(tmp_path, photo_folder):
+def test_run_writes_checkpoint_logs_and_tensorboard(tmp_path, photo_folder, tiny_config):
     out = tmp_path / "run"
     summary = Trainer(tiny_config(out, photo_folder)).fit()
     assert summary["step"] == 3 and summary["total_steps"] == 3
@@ -34,7 +33,7 @@ def test_run_writes_checkpoint_logs_and_tensorboard(tmp_path, photo_folder):
     assert ckpt["format"] == "objssl-checkpoint" and ckpt["backbone"]["name"] == "test_resnet"
 
 
-def test_resume_is_exact(tmp_path, photo_folder):
+def test_resume_is_exact(tmp_path, photo_folder, tiny_config):
     """6 steps straight == 3 steps, stop, resume for 3 more: same losses, same weights, bit for bit."""
     full = Trainer(tiny_config(tmp_path / "full", photo_folder, max_steps=6, ckpt_every=100))
     full.fit()
@@ -59,14 +58,14 @@ def test_resume_is_exact(tmp_path, photo_folder):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_keep_last_and_no_temp_files(tmp_path, photo_folder):
+def test_keep_last_and_no_temp_files(tmp_path, photo_folder, tiny_config):
     out = tmp_path / "run"
     Trainer(tiny_config(out, photo_folder, max_steps=4, ckpt_every=1, keep_last=2)).fit()
     names = sorted(os.listdir(out / "checkpoints"))
     assert names == ["step_00000003.pth", "step_00000004.pth"]
 
 
-def test_gradient_accumulation_matches_full_batch(tmp_path, photo_folder):
+def test_gradient_accumulation_matches_full_batch(tmp_path, photo_folder, tiny_config):
     """BN-free model: 2 micro-batches of 2 give the update of one batch of 4."""
     def run(name, accum):
         cfg = apply_overrides(tiny_config(tmp_path / name, photo_folder, max_steps=2, accum_steps=accum),
@@ -82,7 +81,7 @@ def test_gradient_accumulation_matches_full_batch(tmp_path, photo_folder):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=k)
 
 
-def test_nonfinite_steps_are_skipped_then_abort(tmp_path, photo_folder, monkeypatch):
+def test_nonfinite_steps_are_skipped_then_abort(tmp_path, photo_folder, monkeypatch, tiny_config):
     tr = Trainer(tiny_config(tmp_path / "nan", photo_folder, max_steps=5, max_nonfinite=3))
     real_forward = type(tr.method).forward
     calls = {"n": 0}
@@ -114,7 +113,7 @@ def test_nonfinite_steps_are_skipped_then_abort(tmp_path, photo_folder, monkeypa
             assert torch.equal(v, before[k]) or "running" in k or "num_batches" in k, k
 
 
-def test_missing_data_fails_before_model_is_built(tmp_path, monkeypatch):
+def test_missing_data_fails_before_model_is_built(tmp_path, monkeypatch, tiny_config):
     import objssl.engine.trainer as trainer_module
 
     def must_not_build(*a, **k):
@@ -129,7 +128,7 @@ def test_missing_data_fails_before_model_is_built(tmp_path, monkeypatch):
         Trainer(tiny_config(tmp_path / "x", empty))
 
 
-def test_bad_images_are_skipped_and_counted(tmp_path, photo_folder):
+def test_bad_images_are_skipped_and_counted(tmp_path, photo_folder, tiny_config):
     import shutil
 
     data = tmp_path / "data"
