@@ -50,7 +50,8 @@ class ImageDataset(Dataset):
         max_skips: how many consecutive bad files to skip before giving up on one sample.
 
     ``dataset[i]`` or ``dataset[(i, seed)]``: with a seed, the transform's randomness is seeded
-    with it (see :class:`objssl.data.sampler.ResumableBatchSampler`). The returned dict has the
+    with it (see :class:`objssl.data.sampler.ResumableBatchSampler`). A transform with the attribute
+    ``wants_meta = True`` is called as ``transform(image, {"index": i, "path": path})``. The returned dict has the
     transform's fields plus ``index`` (the image used) and ``skipped`` (bad files passed over).
     """
 
@@ -92,11 +93,14 @@ class ImageDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         index, seed = key if isinstance(key, tuple) else (key, None)
         i, image, skipped = self._load(int(index))
+        # transforms that need to know which image this is (to look up its proposals, say)
+        # declare ``wants_meta = True`` and get ``meta={"index", "path"}``
+        args = (image, {"index": i, "path": self.paths[i]}) if getattr(self.transform, "wants_meta", False) else (image,)
         if seed is None:
-            sample = self.transform(image)
+            sample = self.transform(*args)
         else:
             with seeded(seed):
-                sample = self.transform(image)
+                sample = self.transform(*args)
         sample["index"] = i
         sample["skipped"] = skipped
         return sample

@@ -42,6 +42,7 @@ from objssl.engine.distributed import DistInfo, all_reduce_mean, all_reduce_min,
 from objssl.engine.optim import build_optimizer, build_scheduler, scaled_lr, warmup_steps_for
 from objssl.errors import UserError
 from objssl.methods import create_method
+from objssl.registry import METHODS
 
 __all__ = ["Trainer", "TrainingDivergedError", "resolve_data"]
 
@@ -61,6 +62,12 @@ def resolve_data(data_cfg: dict[str, Any]) -> list[str]:
     from objssl.data.sources import list_images
 
     return list_images(data_cfg["path"], image_root=data_cfg.get("image_root"))
+
+
+def _accepts(cls: type, name: str) -> bool:
+    import inspect
+
+    return name in inspect.signature(cls.__init__).parameters
 
 
 def _pick_device(name: str) -> torch.device:
@@ -131,6 +138,11 @@ class Trainer:
             **(bcfg.get("kwargs") or {}),
         )
         method_kwargs = {k: v for k, v in cfg["method"].items() if k != "name"}
+        # object-level methods take the proposal cache as a constructor argument
+        if cfg["data"].get("proposals") and "proposals" not in method_kwargs and _accepts(
+            METHODS.get(cfg["method"]["name"]), "proposals"
+        ):
+            method_kwargs["proposals"] = cfg["data"]["proposals"]
         self.method = create_method(cfg["method"]["name"], backbone, **method_kwargs)
         self.dataset = ImageDataset(self.paths, self.method.build_transform(), min_side=cfg["data"]["min_side"])
         self.collate_fn = getattr(self.method, "collate_fn", None)
