@@ -82,7 +82,7 @@ def _torch_load(path: str) -> Any:
 
 
 def read_backbone_weights(
-    path: str | os.PathLike, *, which: str = "teacher", model_name: str | None = None
+    path: str | os.PathLike, *, which: str = "teacher", model_name: str | None = None, prefix: str | None = None
 ) -> tuple[dict[str, Tensor], str]:
     """Backbone weights with timm's keys from an objssl checkpoint or a timm state-dict file.
 
@@ -93,6 +93,7 @@ def read_backbone_weights(
         which: ``"teacher"`` (EMA target, the default as in the official code) or ``"student"``.
         model_name: the timm name the weights are for; an objssl checkpoint whose backbone has
             another name is refused with an error naming both.
+        prefix: for a state dict of a whole model (e.g. ``"backbone."``): keep only these keys.
 
     Returns:
         ``(state_dict, description of the source)``.
@@ -122,9 +123,13 @@ def read_backbone_weights(
             f"{path!r} is neither an objssl checkpoint nor a state dict of tensors "
             "(expected OUT/checkpoints/*.pth from objssl pretrain, or objssl export --to timm)"
         )
-    for prefix in ("backbone.", "model."):
-        if all(k.startswith(prefix) for k in obj):
-            obj = {k[len(prefix):]: v for k, v in obj.items()}
+    if prefix:
+        obj = {k[len(prefix):]: v for k, v in obj.items() if k.startswith(prefix)}
+        if not obj:
+            raise UserError(f"{path!r} has no tensors under prefix {prefix!r}")
+    for strip in ("backbone.", "model."):
+        if all(k.startswith(strip) for k in obj):
+            obj = {k[len(strip):]: v for k, v in obj.items()}
     return dict(obj), f"{path} (timm state dict)"
 
 
@@ -208,7 +213,7 @@ class TimmDenseFeatures(nn.Module):
 
     # ------------------------------------------------------------------------------ weights
     def load_weights(
-        self, path: str | os.PathLike, *, which: str = "teacher", strict: bool = True
+        self, path: str | os.PathLike, *, which: str = "teacher", strict: bool = True, prefix: str | None = None
     ) -> WeightsReport:
         """Load backbone weights from an objssl checkpoint (or timm file) and report every key.
 
@@ -217,7 +222,7 @@ class TimmDenseFeatures(nn.Module):
         layers this model dropped are reported as ``dropped``. The report is logged at INFO and
         kept as ``self.load_report``.
         """
-        sd, source = read_backbone_weights(path, which=which, model_name=self.model_name)
+        sd, source = read_backbone_weights(path, which=which, model_name=self.model_name, prefix=prefix)
         target = self.model.state_dict()
         mismatched = [
             f"{k}: file {tuple(v.shape)} vs model {tuple(target[k].shape)}"
@@ -235,10 +240,14 @@ class TimmDenseFeatures(nn.Module):
             frozen_counter = k.endswith("num_batches_tracked") and k.rsplit(".", 1)[0] + ".running_mean" in target
             (report.dropped if k in self.pruned_keys or frozen_counter else report.unexpected).append(k)
         if strict and (report.missing or report.unexpected):
+            hint = ""
+            if any(k.startswith("backbone.") for k in report.unexpected):
+                hint = "; a whole model's checkpoint? take its backbone with prefix='backbone.'"
             raise UserError(
                 f"{source} does not match backbone {self.model_name!r} (another architecture?): "
                 f"{len(report.missing)} model tensors missing from the file (e.g. {', '.join(report.missing[:3])}), "
                 f"{len(report.unexpected)} file tensors unknown to the model (e.g. {', '.join(report.unexpected[:3])})"
+                + hint
             )
         self.model.load_state_dict({k: sd[k] for k in report.loaded}, strict=False)
         self.load_report = report

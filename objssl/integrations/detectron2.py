@@ -133,12 +133,21 @@ def _build(cfg: CfgNode, out_features: list[str]) -> ObjsslBackbone:
         timm_kwargs["simple_pyramid"] = True
     if o.NORM not in NORMS:
         raise UserError(f"MODEL.OBJSSL.NORM {o.NORM!r}: choose one of {', '.join(NORMS)}")
-    indices = _out_indices(o.NAME, list(out_features), timm_kwargs)
+    if o.SIMPLE_PYRAMID:  # c2..c5 all come from the last ViT block
+        unknown = sorted(set(out_features) - {"c2", "c3", "c4", "c5"})
+        if unknown:
+            raise UserError(f"MODEL.OBJSSL.OUT_FEATURES {unknown}: a simple pyramid gives c2, c3, c4, c5")
+        indices = None
+    else:
+        indices = _out_indices(o.NAME, list(out_features), timm_kwargs)
     backbone = ObjsslBackbone(o.NAME, out_indices=indices, **timm_kwargs)
     if o.CHECKPOINT:
         backbone.load_weights(o.CHECKPOINT, which=o.WHICH, strict=o.STRICT)
     else:
         logger.warning("backbone %s: MODEL.OBJSSL.CHECKPOINT is empty: random initialisation", o.NAME)
+    if backbone.pyramid is not None:
+        logger.info("backbone %s: simple pyramid with %d new tensors (random initialisation)",
+                    o.NAME, len(backbone.pyramid.state_dict()))
     backbone.convert_norm(o.NORM)
     backbone.freeze(o.FREEZE_AT)
     return backbone

@@ -88,7 +88,8 @@ class ObjsslTimmBackbone(TimmDenseFeatures, BaseModule):
         frozen_stages: -1 trains everything; 0 freezes the stem; i also the first i levels.
         simple_pyramid: ViTs: strides 4/8/16/32 from the stride-16 map (new weights).
         timm_kwargs: more ``timm.create_model`` keywords (``drop_path_rate``, ``img_size``, ...).
-        init_cfg: ``dict(type="Pretrained", checkpoint=PATH, which="teacher", strict=True)``.
+        init_cfg: ``dict(type="Pretrained", checkpoint=PATH, which="teacher", strict=True)``;
+            ``prefix="backbone."`` takes the backbone out of a whole segmentor's checkpoint.
     """
 
     def __init__(
@@ -136,7 +137,8 @@ class ObjsslTimmBackbone(TimmDenseFeatures, BaseModule):
             if not checkpoint:
                 raise UserError("ObjsslTimmBackbone: init_cfg type Pretrained needs checkpoint=PATH")
             report: WeightsReport = self.load_weights(
-                checkpoint, which=cfg.get("which", "teacher"), strict=cfg.get("strict", True)
+                checkpoint, which=cfg.get("which", "teacher"), strict=cfg.get("strict", True),
+                prefix=cfg.get("prefix"),
             )
             print_log(f"ObjsslTimmBackbone({self.model_name}): {report.summary()}", logger="current")
             self._is_init = True

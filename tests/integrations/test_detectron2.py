@@ -86,6 +86,19 @@ def test_output_shape_matches_the_maps(name, channels, coco_instances):
     assert out["p6"].shape[-2:] == (256 // 64, 320 // 64)  # LastLevelMaxPool on p5
 
 
+def test_vit_with_a_simple_pyramid(objssl_checkpoint):
+    from detectron2.modeling import build_backbone
+
+    ckpt = objssl_checkpoint("test_vit")
+    fpn = build_backbone(make_cfg(name="test_vit", checkpoint=ckpt, SIMPLE_PYRAMID=True))
+    assert {n: s.stride for n, s in fpn.output_shape().items()} == {"p2": 4, "p3": 8, "p4": 16, "p5": 32, "p6": 64}
+    out = fpn(torch.randn(1, 3, 128, 160))
+    assert out["p2"].shape[-2:] == (32, 40) and out["p5"].shape[-2:] == (4, 5)
+    teacher = backbone_tensors(ckpt, "teacher")
+    assert all(torch.equal(v, teacher[k]) for k, v in fpn.bottom_up.model.state_dict().items())
+    assert fpn.bottom_up.load_report.dropped == ["norm.bias", "norm.weight"]  # the final norm: unused
+
+
 @pytest.mark.parametrize("which, seed_branch", [("teacher", "teacher"), ("student", "student")])
 def test_checkpoint_loaded_exactly_with_a_report(which, seed_branch, objssl_checkpoint):
     from detectron2.modeling import build_backbone
@@ -276,8 +289,14 @@ def test_train_net_trains_evaluates_and_reevaluates(coco_instances, objssl_check
     assert "copypaste: Task: bbox" in log and "Starting training" not in log
 
 
-def test_train_net_names_a_missing_dataset_path(objssl_checkpoint, tmp_path):
+def test_train_net_errors_name_the_problem(coco_instances, objssl_checkpoint, tmp_path):
     cfg = CONFIGS / "mask_rcnn_objssl_tiny_cpu.yaml"
+    json_file, images = coco_instances
+    run = _train_net("--config-file", cfg, "--checkpoint", objssl_checkpoint("resnet18"), "--train-json", json_file,
+                     "--train-images", images, "OUTPUT_DIR", tmp_path / "out", "MODEL.OBJSSL.NAME", "resnet34")
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith("train_net.py: error: checkpoint")
+    assert "holds a 'resnet18' backbone, but the model is built with 'resnet34'" in run.stderr
     run = _train_net("--config-file", cfg, "--train-json", tmp_path / "missing.json", "--train-images", tmp_path)
     assert run.returncode == 2
     assert f"--train-json '{tmp_path / 'missing.json'}': no such file" in run.stderr
@@ -286,3 +305,37 @@ def test_train_net_names_a_missing_dataset_path(objssl_checkpoint, tmp_path):
     (tmp_path / "x.json").write_text("{}")
     run = _train_net("--config-file", cfg, "--test-json", tmp_path / "x.json")
     assert run.returncode == 2 and "--test-json and --test-images go together" in run.stderr
+
+
+# ------------------------------------------------------------------------------------ shipped configs
+@pytest.mark.parametrize("config, max_iter, steps", [
+    ("mask_rcnn_objssl_R50_FPN_1x.yaml", 90000, (60000, 80000)),
+    ("mask_rcnn_objssl_R50_FPN_2x.yaml", 180000, (120000, 160000)),
+    ("mask_rcnn_objssl_R50_FPN_1x_lvis.yaml", 90000, (60000, 80000)),
+    ("mask_rcnn_objssl_R50_C4_1x.yaml", 90000, (60000, 80000)),
+])
+def test_shipped_configs_build_with_the_transfer_settings(config, max_iter, steps):
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    from objssl.integrations.detectron2 import add_objssl_config
+
+    cfg = get_cfg()
+    add_objssl_config(cfg)
+    cfg.merge_from_file(str(CONFIGS / config))
+    assert (cfg.SOLVER.MAX_ITER, tuple(cfg.SOLVER.STEPS), cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR) == (
+        max_iter, steps, 16, 0.02)
+    assert cfg.INPUT.FORMAT == "RGB" and cfg.MODEL.PIXEL_STD == [58.395, 57.12, 57.375]
+    assert cfg.MODEL.OBJSSL.FREEZE_AT == 0 and cfg.MODEL.OBJSSL.NORM == "SyncBN" and cfg.TEST.PRECISE_BN.ENABLED
+    assert tuple(cfg.INPUT.MIN_SIZE_TRAIN) == (640, 672, 704, 736, 768, 800)
+    cfg.MODEL.DEVICE = "cpu"
+    model = build_model(cfg)
+    norms = [m for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(isinstance(m, nn.SyncBatchNorm) for m in norms)  # backbone, FPN and heads alike
+    if "FPN" in config:
+        assert cfg.MODEL.ROI_BOX_HEAD.NUM_CONV == 4 and cfg.MODEL.ROI_BOX_HEAD.NUM_FC == 1
+        assert isinstance(model.roi_heads.box_head.conv1.norm, nn.SyncBatchNorm)
+    else:
+        assert isinstance(model.roi_heads.res5.norm, nn.SyncBatchNorm)
+    if "lvis" in config:
+        assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1203 and cfg.DATALOADER.REPEAT_THRESHOLD == 0.001

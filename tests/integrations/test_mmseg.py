@@ -114,6 +114,20 @@ def test_init_cfg_pretrained_from_an_objssl_checkpoint(mmseg_models, objssl_chec
     assert set(bb.load_report.loaded) == set(got) and not bb.load_report.missing
 
 
+def test_backbone_taken_from_a_whole_segmentor_checkpoint(mmseg_models, objssl_checkpoint, tmp_path):
+    teacher = backbone_tensors(objssl_checkpoint("resnet18"), "teacher")
+    whole = {f"backbone.model.{k}": v for k, v in teacher.items()}
+    whole["decode_head.conv_seg.weight"] = torch.randn(21, 32, 1, 1)
+    torch.save({"state_dict": whole, "meta": {}}, tmp_path / "iter_100.pth")
+    init = dict(type="Pretrained", checkpoint=str(tmp_path / "iter_100.pth"))
+    bb = mmseg_models.build(dict(type="ObjsslTimmBackbone", model_name="resnet18", init_cfg=dict(init, prefix="backbone.")))
+    bb.init_weights()
+    assert all(torch.equal(v, teacher[k]) for k, v in bb.model.state_dict().items())
+    bb = mmseg_models.build(dict(type="ObjsslTimmBackbone", model_name="resnet18", init_cfg=init))
+    with pytest.raises(UserError, match=r"prefix='backbone\.'"):  # without the prefix: refused, not guessed
+        bb.init_weights()
+
+
 def test_wrong_checkpoints_are_refused(mmseg_models, objssl_checkpoint, tmp_path):
     r18 = objssl_checkpoint("resnet18")
     bb = mmseg_models.build(dict(type="ObjsslTimmBackbone", model_name="resnet34",
@@ -208,10 +222,37 @@ def test_train_py_trains_tests_and_resumes(voc_semantic, objssl_checkpoint, tmp_
     assert "Iter(train) [5/5]" in resumed.stdout + resumed.stderr
 
 
-def test_train_py_names_a_missing_dataset_path(tmp_path):
+def test_train_py_errors_name_the_problem(voc_semantic, objssl_checkpoint, tmp_path):
     config = CONFIGS / "fcn_objssl_tiny_cpu.py"
+    run = _train(config, "--checkpoint", objssl_checkpoint("resnet18"), "--data-root", voc_semantic,
+                 "--work-dir", tmp_path / "w", "--cfg-options", "model.backbone.model_name=resnet34")
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "train.py: error: checkpoint" in run.stderr and "but the model is built with 'resnet34'" in run.stderr
     run = _train(config, "--data-root", tmp_path / "no_voc")
     assert run.returncode != 0 and f"data_root '{tmp_path / 'no_voc'}' is not a folder" in run.stderr
     (tmp_path / "voc" / "JPEGImages").mkdir(parents=True)
     run = _train(config, "--data-root", tmp_path / "voc")
     assert run.returncode != 0 and "seg_map_path folder" in run.stderr and "SegmentationClass" in run.stderr
+
+
+@pytest.mark.parametrize("config, strides, iters, lr", [
+    ("fcn_objssl_r50-os16-d6_2x8-30k_voc12aug-513x513.py", [4, 8, 16, 16], 30000, 0.003),
+    ("fcn_objssl_r50-os16-d6_2x8-90k_cityscapes-769x769.py", [4, 8, 16, 16], 90000, 0.01),
+    ("fcn_objssl_r50-d8_4x4-80k_ade20k-512x512.py", [4, 8, 8, 8], 80000, 0.01),
+])
+def test_shipped_configs_build_with_slotcons_settings(mmseg_models, config, strides, iters, lr):
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(CONFIGS / config))
+    assert cfg.train_cfg.max_iters == iters and cfg.optim_wrapper.optimizer.lr == lr
+    model = mmseg_models.build(cfg.model)
+    assert model.backbone.strides == strides and model.backbone.out_channels == [256, 512, 1024, 2048]
+    assert isinstance(model.backbone.model.layer2[0].bn1, nn.SyncBatchNorm)
+    head = model.decode_head
+    if "ade20k" in config:
+        assert (head.channels, head.concat_input, head.num_classes) == (512, True, 150)
+        assert model.auxiliary_head.loss_decode.loss_weight == 0.4
+    else:
+        assert (head.channels, head.concat_input, head.dropout, head.align_corners) == (256, False, None, True)
+        assert head.convs[0].conv.dilation == (6, 6) and not model.with_auxiliary_head
+        assert model.backbone.model.layer4[0].conv2.dilation == (2, 2)  # mmseg ResNet: no contraction

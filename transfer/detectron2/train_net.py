@@ -45,6 +45,7 @@ from detectron2.engine import DefaultTrainer, default_argument_parser, default_s
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, LVISEvaluator, verify_results
 from detectron2.utils.logger import setup_logger
 
+from objssl.errors import UserError
 from objssl.integrations.detectron2 import add_objssl_config, load_objssl_parts
 
 TRAIN_NAME, TEST_NAME = "objssl_train", "objssl_test"
@@ -180,5 +181,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     check_args(args, parser)
     print("Command Line Args:", args)
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+    try:
+        launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+               dist_url=args.dist_url, args=(args,))
+    except UserError as exc:  # bad checkpoint / backbone name / option: one line, no traceback
+        raise SystemExit(f"train_net.py: error: {exc}") from None

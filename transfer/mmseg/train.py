@@ -33,6 +33,7 @@ except ImportError:  # running from a checkout without `pip install -e .`
 
 import objssl.integrations.mmseg  # noqa: E402,F401  - registers ObjsslTimmBackbone (+ mmcv._ext stand-in)
 from mmengine.config import Config, DictAction  # noqa: E402
+from objssl.errors import UserError  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
@@ -134,4 +135,7 @@ def main(argv: list[str] | None = None) -> dict | None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as exc:  # bad checkpoint / backbone name / option: one line, no traceback
+        raise SystemExit(f"train.py: error: {exc}") from None
