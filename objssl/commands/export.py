@@ -12,6 +12,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="file to write")
     p.add_argument("--which", default="teacher", choices=("teacher", "student"),
                    help="EMA teacher (default, as the official code exports) or online student")
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="exporter option, e.g. --opt layout=c4 --opt norm=FrozenBN (detectron2)")
     p.set_defaults(func=run)
 
 
@@ -20,9 +22,24 @@ def run(args: argparse.Namespace) -> int:
     from objssl.export.common import load_checkpoint
     from objssl.registry import EXPORTERS
 
+    import yaml
+
+    from objssl.errors import UserError
+
+    opts = {}
+    for item in args.opt:
+        if "=" not in item:
+            raise UserError(f"--opt {item!r} is not of the form KEY=VALUE")
+        key, value = item.split("=", 1)
+        opts[key.strip()] = yaml.safe_load(value)
     exporter = EXPORTERS.get(args.to)
     ckpt = load_checkpoint(args.checkpoint)
-    report = exporter(ckpt, args.output, which=args.which)
+    try:
+        report = exporter(ckpt, args.output, which=args.which, **opts)
+    except TypeError as exc:
+        if "unexpected keyword" in str(exc):
+            raise UserError(f"--to {args.to}: {exc}") from None
+        raise
     print(f"exported the {args.which} of {args.checkpoint} to {args.output} ({args.to})")
     print(report.summary())
     return 0

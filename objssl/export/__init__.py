@@ -11,6 +11,8 @@ from objssl.export.common import (
     load_checkpoint,
     part_state_dict,
 )
+from objssl.export import detectron2 as _d2_exporter  # noqa: F401 - registers; detectron2 loads only when called
+from objssl.export import mmseg as _mmseg_exporter  # noqa: F401 - registers; mmseg loads only when called
 from objssl.export.timm import export_timm
 
 __all__ = ["ExportReport", "backbone_state_dict", "load_checkpoint", "part_state_dict", "export_timm"]

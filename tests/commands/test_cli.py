@@ -60,6 +60,9 @@ def test_pretrain_then_export_to_timm_round_trip(trained, tmp_path, capsys):
     state = torch.load(ckpt, weights_only=False)["model"]
     for k, v in model.state_dict().items():
         assert torch.equal(v, state["target.backbone.model." + k]), k
+    # exporter options reach the exporter; one it does not take is a one-line error
+    assert main(["export", str(ckpt), "--to", "timm", "-o", str(tmp_path / "x.pth"), "--opt", "layout=c4"]) == 2
+    assert "unexpected keyword" in capsys.readouterr().err
     # --which student exports the online weights instead
     student = tmp_path / "student.safetensors"
     assert main(["export", str(ckpt), "--to", "timm", "-o", str(student), "--which", "student"]) == 0
