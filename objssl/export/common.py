@@ -29,6 +29,7 @@ __all__ = [
     "branch_prefix",
     "part_state_dict",
     "backbone_state_dict",
+    "resnet_layout",
 ]
 
 CHECKPOINT_FORMAT = "objssl-checkpoint"
@@ -95,3 +96,29 @@ def backbone_state_dict(ckpt: dict[str, Any], which: str = "teacher") -> dict[st
             f"'{branch_prefix(which)}.backbone.model.*')"
         )
     return sd
+
+
+#: (block kind, blocks per stage) → ResNet depth, for the torchvision-style layouts frameworks rebuild
+_RESNET_DEPTHS = {
+    ("basic", (2, 2, 2, 2)): 18,
+    ("basic", (3, 4, 6, 3)): 34,
+    ("bottleneck", (3, 4, 6, 3)): 50,
+    ("bottleneck", (3, 4, 23, 3)): 101,
+    ("bottleneck", (3, 8, 36, 3)): 152,
+}
+
+
+def resnet_layout(sd: dict[str, Tensor]) -> tuple[str, int] | None:
+    """``(block kind, depth)`` of a timm ResNet state dict (``layer1..4``), or None if it has another layout.
+
+    ``kind`` is ``"basic"`` or ``"bottleneck"``; stages must hold consecutively numbered blocks.
+    """
+    blocks = []
+    for i in range(1, 5):
+        idx = {int(k.split(".")[1]) for k in sd if k.startswith(f"layer{i}.")}
+        if not idx or idx != set(range(len(idx))):
+            return None
+        blocks.append(len(idx))
+    kind = "bottleneck" if "layer1.0.conv3.weight" in sd else "basic"
+    depth = _RESNET_DEPTHS.get((kind, tuple(blocks)))
+    return None if depth is None else (kind, depth)

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from objssl.errors import UserError
-from objssl.export.common import ExportReport, backbone_state_dict, branch_prefix
+from objssl.export.common import ExportReport, backbone_state_dict, branch_prefix, resnet_layout
 from objssl.registry import EXPORTERS
 
 __all__ = [
@@ -73,9 +73,6 @@ def register_d2_part_mapper(method: str) -> Callable:
 
 # ------------------------------------------------------------------------------------ ResNet
 _RESNET_KEY = re.compile(r"^(conv1|bn1|layer[1-4]\.\d+\.(conv[1-3]|bn[1-3]|downsample\.[01]))\.")
-_DEPTHS = {("basic", (2, 2, 2, 2)): 18, ("basic", (3, 4, 6, 3)): 34, ("bottleneck", (3, 4, 6, 3)): 50,
-           ("bottleneck", (3, 4, 23, 3)): 101, ("bottleneck", (3, 8, 36, 3)): 152}
-
 
 def resnet_spec(sd: dict[str, Tensor]) -> dict[str, Any] | None:
     """detectron2 ``MODEL.RESNETS`` settings that rebuild this timm ResNet, or None if it is not one.
@@ -87,16 +84,10 @@ def resnet_spec(sd: dict[str, Tensor]) -> dict[str, Any] | None:
         return None  # deep stems and GroupNorm ResNets have no detectron2 counterpart
     if not all(_RESNET_KEY.match(k) for k in sd):
         return None
-    blocks = []
-    for i in range(1, 5):
-        idx = {int(k.split(".")[1]) for k in sd if k.startswith(f"layer{i}.")}
-        if not idx or idx != set(range(len(idx))):
-            return None
-        blocks.append(len(idx))
-    kind = "bottleneck" if "layer1.0.conv3.weight" in sd else "basic"
-    depth = _DEPTHS.get((kind, tuple(blocks)))
-    if depth is None:
+    layout = resnet_layout(sd)
+    if layout is None:
         return None
+    kind, depth = layout
     conv2 = sd["layer1.0.conv2.weight"]
     if kind == "bottleneck":
         groups = sd["layer1.0.conv1.weight"].shape[0] // conv2.shape[1]

@@ -25,16 +25,13 @@ import torch
 from torch import Tensor
 
 from objssl.errors import UserError
-from objssl.export.common import ExportReport, backbone_state_dict, branch_prefix
+from objssl.export.common import ExportReport, backbone_state_dict, branch_prefix, resnet_layout
 from objssl.registry import EXPORTERS
 
 __all__ = ["mmseg_resnet_spec", "timm_resnet_to_mmseg", "export_mmseg"]
 
 ARCHS = ("auto", "mmseg-resnet", "objssl")
 _BLOCK_KEY = re.compile(r"^layer[1-4]\.\d+\.(conv[1-3]|bn[1-3]|downsample\.[0-2])\.")
-_DEPTHS = {("basic", (2, 2, 2, 2)): 18, ("basic", (3, 4, 6, 3)): 34, ("bottleneck", (3, 4, 6, 3)): 50,
-           ("bottleneck", (3, 4, 23, 3)): 101, ("bottleneck", (3, 8, 36, 3)): 152}
-
 
 def mmseg_resnet_spec(sd: dict[str, Tensor]) -> dict[str, Any] | None:
     """``dict(type=ResNet|ResNetV1c|ResNetV1d, depth=..., stem_channels=...)`` for a timm ResNet, else None."""
@@ -49,16 +46,10 @@ def mmseg_resnet_spec(sd: dict[str, Tensor]) -> dict[str, Any] | None:
         return None
     if not all(_BLOCK_KEY.match(k) for k in sd if not k.startswith(("conv1.", "bn1."))):
         return None
-    blocks = []
-    for i in range(1, 5):
-        idx = {int(k.split(".")[1]) for k in sd if k.startswith(f"layer{i}.")}
-        if not idx or idx != set(range(len(idx))):
-            return None
-        blocks.append(len(idx))
-    kind = "bottleneck" if "layer1.0.conv3.weight" in sd else "basic"
-    depth = _DEPTHS.get((kind, tuple(blocks)))
-    if depth is None:
+    layout = resnet_layout(sd)
+    if layout is None:
         return None
+    kind, depth = layout
     if kind == "bottleneck" and sd["layer1.0.conv2.weight"].shape[1] != sd["layer1.0.conv1.weight"].shape[0]:
         return None  # grouped convs: a ResNeXt
     if sd["layer1.0.conv1.weight"].shape[0] != (64 if kind == "bottleneck" else stem_channels):
