@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     import objssl.commands as commands
 
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):  # shared helpers, not commands
+            continue
         module = importlib.import_module(f"objssl.commands.{info.name}")
         module.add_parser(subparsers)
     return parser

@@ -22,16 +22,10 @@ def run(args: argparse.Namespace) -> int:
     from objssl.export.common import load_checkpoint
     from objssl.registry import EXPORTERS
 
-    import yaml
-
+    from objssl.commands._options import parse_key_values
     from objssl.errors import UserError
 
-    opts = {}
-    for item in args.opt:
-        if "=" not in item:
-            raise UserError(f"--opt {item!r} is not of the form KEY=VALUE")
-        key, value = item.split("=", 1)
-        opts[key.strip()] = yaml.safe_load(value)
+    opts = parse_key_values(args.opt, "--opt")
     exporter = EXPORTERS.get(args.to)
     ckpt = load_checkpoint(args.checkpoint)
     try:

@@ -1,0 +1,58 @@
+"""``objssl proposals --source NAME --data PATH --out CACHE [--workers N] [--max-side S] [--param K=V]``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "proposals",
+        help="compute region proposals for a data set into a compact, resumable cache",
+        description="Run a proposal source (objssl list proposals) over every image and write a "
+        "proposal cache folder. Rerunning with the same arguments resumes: finished shards are "
+        "skipped. Methods read the cache with data.proposals=CACHE.",
+    )
+    p.add_argument("--source", required=True, help="proposal source, e.g. selective_search, random")
+    p.add_argument("--data", help="image folder, list file or COCO json (default: bundled demo photos)")
+    p.add_argument("--out", required=True, help="cache folder to write")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--max-side", type=int, default=None,
+                   help="resize so the longer side is at most S before proposing (boxes are "
+                        "scaled back to original pixels)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="source parameter, e.g. --param mode=quality")
+    p.add_argument("--shard-size", type=int, default=1000, help="images per shard (unit of resumption)")
+    p.add_argument("--fallback", choices=("random", "none"), default="random",
+                   help="boxes for images where the source finds none (default: random boxes)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from objssl.commands._options import parse_key_values
+    from objssl.data import demo_images, list_images
+    from objssl.errors import UserError
+    from objssl.proposals import build_cache, create_source
+
+    if args.workers < 0:
+        raise UserError(f"--workers must be >= 0, got {args.workers}")
+    params = parse_key_values(args.param, "--param")
+    try:
+        source = create_source(args.source, **params)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"--source {args.source}: {exc}") from None
+    paths = list_images(args.data) if args.data else demo_images()
+    try:
+        summary = build_cache(
+            source, paths, args.out, workers=args.workers, max_side=args.max_side,
+            shard_size=args.shard_size, fallback=args.fallback, progress=not args.no_progress,
+        )
+    except ValueError as exc:  # parameter checks of build_cache
+        if isinstance(exc, UserError):
+            raise
+        raise UserError(str(exc)) from None
+    print(f"proposal cache {args.out} ({source.cache_key()}): {summary}")
+    if summary.unreadable_images:
+        print(f"unreadable images (stored without boxes), e.g. {', '.join(summary.unreadable_examples)}")
+    return 0
