@@ -1,0 +1,115 @@
+"""``objssl viz proposals IMAGE --source NAME -o OUT.png`` and ``objssl viz views IMAGE --method NAME -o OUT.png``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("viz", help="draw proposals or box-aware views into a PNG to look at")
+    sub = p.add_subparsers(dest="viz_kind", metavar="WHAT")
+    sub.required = True
+
+    pp = sub.add_parser("proposals", help="an image with the boxes of a proposal source")
+    pp.add_argument("image", help="image file")
+    pp.add_argument("--source", required=True, help="proposal source (objssl list proposals)")
+    pp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="source parameter")
+    pp.add_argument("--max-side", type=int, default=None, help="resize before proposing (as the cache does)")
+    pp.add_argument("--max-boxes", type=int, default=50, help="draw the first N boxes (default 50)")
+    pp.add_argument("-o", "--output", required=True, help="PNG to write")
+    pp.set_defaults(func=run_proposals)
+
+    pv = sub.add_parser("views", help="a method's views of an image side by side, one colour per box")
+    pv.add_argument("image", help="image file")
+    pv.add_argument("--method", required=True, help="view preset: byol, soco, soco_star, soco_c4, slotcon, univip")
+    pv.add_argument("--source", default=None,
+                    help="proposal source for the boxes (default: selective_search if installed, else random)")
+    pv.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="source parameter")
+    pv.add_argument("--seed", type=int, default=0, help="random seed of the views")
+    pv.add_argument("-o", "--output", required=True, help="PNG to write")
+    pv.set_defaults(func=run_views)
+
+
+def _load(path: str):
+    from objssl.data.io import BadImageError, load_rgb
+    from objssl.errors import UserError
+
+    try:
+        return load_rgb(path)
+    except BadImageError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _source(name: str, params: list[str]):
+    from objssl.commands._options import parse_key_values
+    from objssl.errors import UserError
+    from objssl.proposals import create_source
+
+    try:
+        return create_source(name, **parse_key_values(params, "--param"))
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, UserError):
+            raise
+        raise UserError(f"--source {name}: {exc}") from None
+
+
+def propose(source, image, path: str, max_side: int | None = None):
+    """Boxes of ``source`` for a PIL ``image`` in its own pixels (optionally proposing on a smaller copy)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    w, h = image.size
+    small = image
+    if max_side and max(w, h) > max_side:
+        f = max_side / max(w, h)
+        small = image.resize((max(1, round(w * f)), max(1, round(h * f))), Image.BILINEAR)
+    array = np.array(small)
+    props = source(array, path=path) if source.needs_path else source(array)
+    return props.boxes * torch.tensor([w / small.width, h / small.height] * 2)
+
+
+def run_proposals(args: argparse.Namespace) -> int:
+    from objssl.viz import draw_boxes, save_png
+
+    image = _load(args.image)
+    source = _source(args.source, args.param)
+    boxes = propose(source, image, args.image, args.max_side)
+    shown = boxes[: args.max_boxes]
+    save_png(draw_boxes(image, shown), args.output)
+    print(f"{args.output}: {len(shown)} of {len(boxes)} boxes from {source.cache_key()} on {args.image}")
+    return 0
+
+
+def run_views(args: argparse.Namespace) -> int:
+    import torch
+
+    from objssl.data.views import VIEW_PRESETS, BoxAwareViews
+    from objssl.errors import UserError
+    from objssl.registry import PROPOSALS
+    from objssl.viz import box_colors, draw_boxes, save_png, side_by_side
+
+    if args.method not in VIEW_PRESETS:
+        raise UserError(f"--method {args.method!r}: no view preset; known: {', '.join(sorted(VIEW_PRESETS))}")
+    image = _load(args.image)
+    name = args.source or ("selective_search" if "selective_search" in PROPOSALS else "random")
+    boxes = propose(_source(name, args.param), image, args.image, max_side=500)
+    views = BoxAwareViews.from_preset(args.method)
+    torch.manual_seed(args.seed)
+    sample = views(image, {"index": 0, "path": args.image}, boxes=boxes)
+    colors = box_colors(len(sample["box_mask"]))
+    pictures = []
+    for v, view in enumerate(sample["views"]):
+        valid = sample["box_mask"].bool()
+        pic = draw_boxes(view, sample["boxes"][v][valid], colors=[c for c, ok in zip(colors, valid) if ok],
+                         normalized=True, width=3)
+        if len(sample["views"]) > 1:  # the region this view shares with the next one
+            other = (v + 1) % len(sample["views"])
+            if sample["overlap_valid"][v, other]:
+                pic = draw_boxes(pic, sample["overlap"][v, other][None], colors=[(255, 255, 255)], width=1)
+        pictures.append(pic)
+    save_png(side_by_side(pictures), args.output)
+    n = int(sample["box_mask"].sum())
+    print(f"{args.output}: {len(pictures)} {args.method} views of {args.image}, {n} boxes "
+          f"(source {name}); the same colour is the same box in every view, white = overlap with the next view")
+    return 0
