@@ -1,0 +1,75 @@
+"""Batching box-aware samples and the RoI form torchvision.ops.roi_align takes."""
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from torchvision.ops import roi_align
+
+from objssl.data import demo_images
+from objssl.data.collate import boxes_to_rois, collate_views, rois_to_boxes
+from objssl.data.dataset import ImageDataset
+from objssl.data.views import STAT_KEYS, VIEW_PRESETS, BoxAwareViews
+from objssl.proposals import ProposalCache, RandomSource, build_cache
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    out = tmp_path_factory.mktemp("props") / "cache"
+    build_cache(RandomSource(n=50), demo_images(), str(out), max_side=128, progress=False)
+    return ProposalCache(str(out))
+
+
+@pytest.mark.parametrize("name", sorted(VIEW_PRESETS))
+def test_every_preset_through_dataset_loader_and_collate(name, cache):
+    views = BoxAwareViews.from_preset(name, proposals=cache, size=48)
+    ds = ImageDataset(demo_images(), views)
+    loader = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=collate_views)
+    batch = next(iter(loader))
+    V, K = len(views.views), views.k
+    assert len(batch["views"]) == len(batch["boxes"]) == V
+    for v, spec in enumerate(views.views):
+        assert batch["views"][v].shape == (3, 3, *spec.hw)
+        assert batch["boxes"][v].shape == (3, K, 4)
+    assert batch["box_mask"].shape == batch["box_ids"].shape == (3, K)
+    assert batch["crops"].shape == (3, V, 4) and batch["flips"].shape == (3, V)
+    assert batch["overlap"].shape == (3, V, V, 4) and batch["overlap_valid"].shape == (3, V, V)
+    assert batch["view_events"].shape == (3, len(STAT_KEYS))
+    assert batch["index"].tolist() == [0, 1, 2]
+    if K:
+        # ids point into each image's proposal list in the cache
+        for b, i in enumerate(batch["index"].tolist()):
+            ids = batch["box_ids"][b][batch["box_ids"][b] >= 0]
+            assert (ids < len(cache.boxes(i))).all()
+
+
+def test_boxes_to_rois_feeds_roi_align_like_per_image_crops():
+    torch.manual_seed(0)
+    feats = torch.randn(2, 4, 16, 16)
+    boxes = torch.tensor([[[0, 0, 8, 8], [4, 4, 12, 16], [0, 0, 0, 0]],
+                          [[2, 2, 6, 10], [0, 0, 0, 0], [0, 0, 0, 0]]], dtype=torch.float32)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    rois = boxes_to_rois(boxes, mask)
+    assert rois.shape == (3, 5) and rois[:, 0].tolist() == [0, 0, 1]
+    pooled = roi_align(feats, rois, output_size=2, aligned=True)
+    per_image = roi_align(feats, [boxes[0][mask[0]], boxes[1][mask[1]]], output_size=2, aligned=True)
+    torch.testing.assert_close(pooled, per_image)
+    back, back_mask = rois_to_boxes(rois, 2, 3)
+    assert torch.equal(back_mask, mask) and torch.equal(back * mask[..., None], boxes * mask[..., None])
+    assert boxes_to_rois(boxes).shape == (6, 5)
+    with pytest.raises(ValueError, match="more than k=1"):
+        rois_to_boxes(rois, 2, 1)
+    with pytest.raises(ValueError, match=r"\[B, K, 4\]"):
+        boxes_to_rois(boxes[0])
+
+
+def test_collate_rejects_mismatched_samples():
+    a = {"views": [torch.zeros(3, 8, 8)], "boxes": [torch.zeros(4, 4)], "box_mask": torch.ones(4, dtype=torch.bool)}
+    b = {"views": [torch.zeros(3, 8, 8)], "boxes": [torch.zeros(2, 4)], "box_mask": torch.ones(2, dtype=torch.bool)}
+    with pytest.raises(ValueError, match="K"):
+        collate_views([a, b])
+    c = {"views": [torch.zeros(3, 8, 8), torch.zeros(3, 8, 8)], "boxes": [torch.zeros(4, 4)] * 2,
+         "box_mask": torch.ones(4, dtype=torch.bool)}
+    with pytest.raises(ValueError, match="numbers of 'views'"):
+        collate_views([a, c])
+    with pytest.raises(ValueError, match="empty"):
+        collate_views([])
