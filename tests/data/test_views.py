@@ -263,3 +263,26 @@ def test_bad_specs_are_named():
         BoxAwareViews([BoxViewSpec()], pad="reflect")
     with pytest.raises(ValueError, match="no view preset 'moco'"):
         BoxAwareViews.from_preset("moco")
+
+
+def test_overlap_boxes_show_the_same_pixels_in_both_views(photo):
+    """Cut each view's overlap box out (roi_align to 16x16) and undo a flip that only one view has:
+    the two crops show the same content."""
+    from torchvision.ops import roi_align
+
+    views = colorless("slotcon")
+    same, shuffled = [], []
+    previous = None
+    for seed in range(12):
+        torch.manual_seed(seed)
+        s = views(photo)
+        a = roi_align(s["views"][0][None], [s["overlap"][0, 1][None]], 16, aligned=True)
+        b = roi_align(s["views"][1][None], [s["overlap"][1, 0][None]], 16, aligned=True)
+        if bool(s["flips"][0]) != bool(s["flips"][1]):  # the flip flags say how to align them
+            a = a.flip(-1)
+        same.append((a - b).abs().mean().item())
+        if previous is not None:
+            shuffled.append((a - previous).abs().mean().item())
+        previous = b
+    assert max(same) < 0.06  # resampling differences only
+    assert np.mean(shuffled) > 3 * np.mean(same)
