@@ -8,7 +8,10 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "all_reduce_mean", "all_reduce_min", "is_main_process"]
+__all__ = [
+    "DistInfo", "init_distributed", "all_reduce_mean", "all_reduce_min", "all_gather_cat", "rank_and_world",
+    "is_main_process",
+]
 
 
 @dataclass(frozen=True)
@@ -60,3 +63,23 @@ def all_reduce_min(t: torch.Tensor) -> torch.Tensor:
     t = t.detach().clone()
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return t
+
+
+@torch.no_grad()
+def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
+    """Concatenation along dim 0 of ``t`` from every process (no gradient); ``t`` itself in one process.
+
+    Every process must pass the same shape.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return t
+    parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts, dim=0)
+
+
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world size)``, ``(0, 1)`` without torch.distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1

@@ -336,9 +336,11 @@ class Trainer:
                             bar.update(1)
                             bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{logs['lr']:.3g}", img_s=f"{throughput:.1f}")
                         if self.step % t["log_every"] == 0 or self.step == stop_at:
-                            log.info("step %d/%d epoch %d loss %.4f lr %.4g m %.5f %.1f img/s",
+                            # the method's own scalars (loss parts, SlotCon's n_slots, ...) follow
+                            extras = "".join(f" {k} {v:.4g}" for k, v in logs.items() if k not in ("lr", "momentum"))
+                            log.info("step %d/%d epoch %d loss %.4f lr %.4g m %.5f %.1f img/s%s",
                                      self.step, self.total_steps, epoch, last_loss, logs["lr"],
-                                     logs["momentum"], throughput)
+                                     logs["momentum"], throughput, extras)
                     if self.step % t["ckpt_every"] == 0 and self.step < stop_at:
                         self.save()
                     if self.step >= stop_at or self._stop_requested:

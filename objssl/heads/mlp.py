@@ -44,6 +44,7 @@ class _MLP(nn.Module):
         act: str = "relu",
         bias_last: bool = True,
         norm_last: bool = False,
+        init: str = "default",
     ) -> None:
         super().__init__()
         if num_layers < 1:
@@ -61,6 +62,14 @@ class _MLP(nn.Module):
             elif norm_last:
                 layers.append(make_norm(norm, d_out, self.spatial))
         self.layers = nn.Sequential(*layers)
+        if init == "trunc_normal":  # DINO-style heads (SlotCon): N(0, 0.02) truncated, zero bias
+            for m in self.layers:
+                if isinstance(m, (nn.Linear, nn.Conv2d)):
+                    nn.init.trunc_normal_(m.weight, std=0.02)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+        elif init != "default":
+            raise ValueError(f"init={init!r}: choose 'default' or 'trunc_normal'")
 
     def _linear(self, d_in: int, d_out: int, bias: bool) -> nn.Module:
         return nn.Linear(d_in, d_out, bias=bias)

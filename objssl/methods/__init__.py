@@ -6,9 +6,10 @@ from torch import nn
 
 from objssl.methods.base import Method
 from objssl.methods.byol import BYOL
+from objssl.methods.slotcon import SlotCon
 from objssl.registry import METHODS
 
-__all__ = ["Method", "BYOL", "create_method"]
+__all__ = ["Method", "BYOL", "SlotCon", "create_method"]
 
 
 def create_method(name: str, backbone: nn.Module, **kwargs: Any) -> Method:
