@@ -29,6 +29,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     pv.add_argument("-o", "--output", required=True, help="PNG to write")
     pv.set_defaults(func=run_views)
 
+    ps = sub.add_parser("slots", help="SlotCon: for some prototypes, the images where each is strongest, masked")
+    ps.add_argument("checkpoint", help="a SlotCon checkpoint (OUT/checkpoints/step_*.pth)")
+    ps.add_argument("--data", help="image folder, list file or COCO json (default: bundled demo photos)")
+    ps.add_argument("--max-images", type=int, default=1000, help="score at most this many images")
+    g = ps.add_mutually_exclusive_group()
+    g.add_argument("--prototypes", type=int, default=8, help="show the N prototypes present in most images")
+    g.add_argument("--idxs", type=lambda s: [int(v) for v in s.split(",")], help="prototype indices, e.g. 3,17,42")
+    ps.add_argument("--topk", type=int, default=5, help="images per prototype (rows)")
+    ps.add_argument("-o", "--output", required=True, help="PNG to write")
+    ps.set_defaults(func=run_slots)
+
 
 def _load(path: str):
     from objssl.data.io import BadImageError, load_rgb
@@ -112,4 +123,35 @@ def run_views(args: argparse.Namespace) -> int:
     n = int(sample["box_mask"].sum())
     print(f"{args.output}: {len(pictures)} {args.method} views of {args.image}, {n} boxes "
           f"(source {name}); the same colour is the same box in every view, white = overlap with the next view")
+    return 0
+
+
+def run_slots(args: argparse.Namespace) -> int:
+    import objssl  # noqa: F401 - registers the methods
+    from objssl.data import demo_images, list_images
+    from objssl.errors import UserError
+    from objssl.export.common import load_checkpoint
+    from objssl.methods import method_from_checkpoint
+    from objssl.viz import save_png
+    from objssl.viz.slots import most_used_prototypes, prototype_scores, render_prototypes
+
+    ckpt = load_checkpoint(args.checkpoint)
+    method = method_from_checkpoint(ckpt)
+    if "grouping" not in method.target:
+        raise UserError(f"{args.checkpoint} is a {ckpt.get('method')!r} checkpoint; viz slots needs SlotCon's prototypes")
+    paths = (list_images(args.data) if args.data else demo_images())[: args.max_images]
+    scores, images, used = prototype_scores(method, paths)
+    K = scores.shape[1]
+    if args.idxs:
+        bad = [i for i in args.idxs if not 0 <= i < K]
+        if bad:
+            raise UserError(f"--idxs {bad}: the checkpoint has prototypes 0..{K - 1}")
+        protos = args.idxs
+    else:
+        # the prototypes that win pixels in the most images: the ones worth looking at first
+        protos = most_used_prototypes(method, images, min(args.prototypes, K))
+    grid = render_prototypes(method, images, scores, protos, topk=args.topk)
+    save_png(grid, args.output)
+    print(f"{args.output}: prototypes {protos} (columns) x top-{min(args.topk, len(images))} of {len(used)} images "
+          f"(rows); red = the pixels each prototype wins")
     return 0

@@ -151,3 +151,14 @@ def test_gathered_slot_loss_two_processes_equals_one(tmp_path):
     for p in parts:
         grad[p["mine"]] = p["grad"] * p["n"] / total
     torch.testing.assert_close(grad, q.grad, atol=1e-6, rtol=1e-5)
+
+
+def test_bf16_autocast_step_is_finite():
+    """Scores and softmax run in float32 inside autocast; the loss stays finite in bf16."""
+    torch.manual_seed(0)
+    method = create_method("slotcon", create_backbone("test_resnet"), **SMALL)
+    batch = _batch(method)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = method(batch)
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
