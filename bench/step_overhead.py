@@ -1,13 +1,15 @@
-"""Overhead of an objssl BYOL training step over a bare timm forward+backward of the same views.
+"""Overhead of an objssl training step over a bare timm forward+backward of the same views.
 
-    python bench/step_overhead.py [--backbone resnet18] [--batch 16] [--size 128] [--iters 10]
+    python bench/step_overhead.py [--method byol|slotcon] [--backbone resnet18] [--batch 16] [--size 128] [--iters 10]
 
 Measured in one run, on the same machine and the same tensors:
 
 * ``bare``: ``timm.create_model(name)`` forward + backward of both views (the cost of the backbone
   alone, what any method pays);
-* ``objssl``: one full :class:`objssl.engine.Trainer` optimizer step of BYOL (online forward +
-  backward of both views, target forward of both views, heads, LARS step, EMA update).
+* ``objssl``: one full :class:`objssl.engine.Trainer` optimizer step of the method (BYOL: online
+  forward + backward of both views, target forward of both views, heads, LARS step, EMA update;
+  SlotCon adds the dense projector, the prototype grouping, the aligned pixel loss and the slot
+  contrast). The views are a real batch from the method's own data pipeline.
 
 The ratio is the number to watch: BYOL's own work (a second, gradient-free backbone pass per view,
 the heads, the optimizer and the EMA) puts its floor near 1.5; anything well above that is framework
@@ -42,7 +44,9 @@ def _time(fn, iters: int, sync) -> list[float]:
     return out
 
 
-def measure(backbone: str, batch: int, size: int, iters: int, device: str) -> dict[str, float]:
+def measure(
+    backbone: str, batch: int, size: int, iters: int, device: str, method: str = "byol", overrides: tuple = ()
+) -> dict[str, float]:
     import timm
 
     from objssl.config import apply_overrides, load_config
@@ -53,14 +57,7 @@ def measure(backbone: str, batch: int, size: int, iters: int, device: str) -> di
     sync = torch.cuda.synchronize if gpu else (lambda: None)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if gpu else contextlib.nullcontext()
     fmt = torch.channels_last if gpu else torch.contiguous_format
-    views = [torch.randn(batch, 3, size, size, device=dev).to(memory_format=fmt) for _ in range(2)]
-
     bare = timm.create_model(backbone, num_classes=0).to(dev).to(memory_format=fmt).train()
-
-    def bare_step():
-        with amp:
-            loss = sum(bare(v).float().mean() for v in views)
-        loss.backward()
 
     with tempfile.TemporaryDirectory() as out:
         # the trainer needs a data set of at least one batch: link the demo photos enough times
@@ -71,14 +68,25 @@ def measure(backbone: str, batch: int, size: int, iters: int, device: str) -> di
         photos = demo_images()
         for i in range(batch):
             os.symlink(photos[i % len(photos)], os.path.join(data, f"{i:04d}.jpg"))
-        cfg = apply_overrides(load_config(), [f"data.path={data}",
+        cfg = apply_overrides(load_config(), [f"data.path={data}", f"method.name={method}",
             f"backbone.name={backbone}", f"method.image_size={size}", f"train.batch_size={batch}",
             "train.max_steps=1000", f"train.out={out}", "train.progress=false", "train.tensorboard=false",
             f"train.precision={'bf16' if gpu else 'fp32'}", f"train.channels_last={str(gpu).lower()}",
-            f"train.device={dev.type}", "data.num_workers=0",
+            f"train.device={dev.type}", "data.num_workers=0", *overrides,
         ])
         trainer = Trainer(cfg)
-        batch_dict = {"views": views, "skipped": torch.zeros(batch, dtype=torch.long)}
+        # one real batch from the method's own pipeline (views, and boxes/overlaps if it has them)
+        from torch.utils.data import default_collate
+
+        collate = trainer.collate_fn or default_collate
+        batch_dict = collate([trainer.dataset[(i, i)] for i in range(batch)])
+        batch_dict["views"] = [v.to(dev).to(memory_format=fmt) for v in batch_dict["views"]]
+        views = batch_dict["views"][:2]
+
+        def bare_step():
+            with amp:
+                loss = sum(bare(v).float().mean() for v in views)
+            loss.backward()
 
         def objssl_step():
             trainer._optimizer_step([batch_dict])
@@ -92,19 +100,21 @@ def measure(backbone: str, batch: int, size: int, iters: int, device: str) -> di
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--method", default="byol", help="byol or slotcon")
     p.add_argument("--backbone", default="resnet18")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--iters", type=int, default=10)
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. method.proj_hidden_dim=512")
     args = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    print(f"backbone={args.backbone} batch={args.batch} size={args.size} iters={args.iters} "
-          f"torch={torch.__version__} threads={torch.get_num_threads()}")
+    print(f"method={args.method} backbone={args.backbone} batch={args.batch} size={args.size} iters={args.iters} "
+          f"torch={torch.__version__} threads={torch.get_num_threads()} {' '.join(args.overrides)}")
     for d in devices:
-        r = measure(args.backbone, args.batch, args.size, args.iters, d)
+        r = measure(args.backbone, args.batch, args.size, args.iters, d, args.method, tuple(args.overrides))
         label = "cpu fp32" if d == "cpu" else "gpu bf16 channels_last"
-        print(f"{label:>24}: bare timm fwd+bwd {r['bare_ms']:8.1f} ms | objssl BYOL step "
+        print(f"{label:>24}: bare timm fwd+bwd {r['bare_ms']:8.1f} ms | objssl {args.method} step "
               f"{r['objssl_ms']:8.1f} ms | ratio {r['ratio']:.2f}")
 
 
