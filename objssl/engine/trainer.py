@@ -118,6 +118,13 @@ class Trainer:
 
         # data first: a wrong path fails here, before any model is built
         self.paths = resolve_data(cfg["data"])
+        if cfg["data"].get("path") in (None, "") and t["batch_size"] > len(self.paths):
+            # the bundled demo photos are a handful: shrink the batch instead of refusing to run
+            per_step = self.dist.world_size * t["accum_steps"]
+            fitted = max(per_step, len(self.paths) // per_step * per_step)
+            log.warning("demo data has %d photos: train.batch_size %d lowered to %d (and the lr scaled with it)",
+                        len(self.paths), t["batch_size"], fitted)
+            t["batch_size"] = fitted
         self.sampler = ResumableBatchSampler(
             len(self.paths),
             t["batch_size"],

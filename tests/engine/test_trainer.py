@@ -141,3 +141,18 @@ def test_bad_images_are_skipped_and_counted(tmp_path, photo_folder, tiny_config)
     # broken.jpg before reaching a good image): 3 skips a step
     assert summary["images_skipped"] == 3 * 3
     assert summary["step"] == 3
+
+
+def test_demo_data_lowers_a_batch_larger_than_the_photos(tmp_path, tiny_config, caplog):
+    from objssl.data import demo_images
+    from objssl.engine import Trainer
+
+    cfg = tiny_config(tmp_path / "run", "", batch_size=256, max_steps=1)
+    cfg["data"]["path"] = None  # the bundled photos
+    trainer = Trainer(cfg)
+    assert trainer.cfg["train"]["batch_size"] == len(demo_images())
+    assert "lowered to" in caplog.text
+    # real data is never resized silently: the error names the fix
+    cfg = tiny_config(tmp_path / "run2", demo_images()[0], batch_size=4, max_steps=1)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        Trainer(cfg)

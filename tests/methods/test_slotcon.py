@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -162,3 +163,28 @@ def test_bf16_autocast_step_is_finite():
         out = method(batch)
     assert torch.isfinite(out["loss"])
     out["loss"].backward()
+
+
+@pytest.mark.d2
+@pytest.mark.mmseg
+def test_slotcon_resnet_checkpoint_exports_to_detectron2_and_mmseg(tmp_path):
+    pytest.importorskip("detectron2", reason="needs objssl[d2] (transfer/install.sh)")
+    pytest.importorskip("mmseg", reason="needs objssl[mmseg] (transfer/install.sh)")
+    from objssl.cli import main
+
+    out = tmp_path / "run"
+    assert main(["pretrain", "--method", "slotcon", "--backbone", "resnet18", "--max-steps", "1", "--batch-size", "2",
+                 "--workers", "0", "--out", str(out), "method.num_prototypes=8", "method.proj_hidden_dim=32",
+                 "method.proj_dim=16", "method.image_size=64", "train.progress=false"]) == 0
+    ckpt = str(out / "checkpoints" / "step_00000001.pth")
+    teacher = torch.load(ckpt, weights_only=False)["model"]
+    assert main(["export", ckpt, "--to", "detectron2", "-o", str(tmp_path / "r18.pkl")]) == 0
+    import pickle
+
+    d2 = pickle.load(open(tmp_path / "r18.pkl", "rb"))["model"]
+    # the stem conv is the teacher's, under detectron2's name
+    assert np.array_equal(d2["backbone.bottom_up.stem.conv1.weight"], teacher["target.backbone.model.conv1.weight"].numpy())
+    assert main(["export", ckpt, "--to", "mmseg", "-o", str(tmp_path / "r18_mmseg.pth")]) == 0
+    mm = torch.load(tmp_path / "r18_mmseg.pth", weights_only=False)
+    mm = mm.get("state_dict", mm)
+    assert any(torch.equal(v, teacher["target.backbone.model.conv1.weight"]) for v in mm.values())
