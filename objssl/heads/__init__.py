@@ -2,5 +2,6 @@
 
 from objssl.heads.grouping import SemanticGrouping
 from objssl.heads.mlp import MLPHead, MLPHead2d
+from objssl.heads.roi import ConvFCBoxHead, assign_fpn_levels, multilevel_roi_align
 
-__all__ = ["MLPHead", "MLPHead2d", "SemanticGrouping"]
+__all__ = ["MLPHead", "MLPHead2d", "SemanticGrouping", "ConvFCBoxHead", "assign_fpn_levels", "multilevel_roi_align"]

@@ -7,9 +7,10 @@ from torch import nn
 from objssl.methods.base import Method
 from objssl.methods.byol import BYOL
 from objssl.methods.slotcon import SlotCon
+from objssl.methods.soco import SoCo, SoCoC4, SoCoStar
 from objssl.registry import METHODS
 
-__all__ = ["Method", "BYOL", "SlotCon", "create_method", "method_from_checkpoint"]
+__all__ = ["Method", "BYOL", "SlotCon", "SoCo", "SoCoStar", "SoCoC4", "create_method", "method_from_checkpoint"]
 
 
 def create_method(name: str, backbone: nn.Module, **kwargs: Any) -> Method:

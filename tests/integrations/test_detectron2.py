@@ -313,6 +313,8 @@ def test_train_net_errors_name_the_problem(coco_instances, objssl_checkpoint, tm
     ("mask_rcnn_objssl_R50_FPN_2x.yaml", 180000, (120000, 160000)),
     ("mask_rcnn_objssl_R50_FPN_1x_lvis.yaml", 90000, (60000, 80000)),
     ("mask_rcnn_objssl_R50_C4_1x.yaml", 90000, (60000, 80000)),
+    ("mask_rcnn_soco_R50_FPN_1x.yaml", 90000, (60000, 80000)),
+    ("mask_rcnn_soco_R50_C4_1x.yaml", 90000, (60000, 80000)),
 ])
 def test_shipped_configs_build_with_the_transfer_settings(config, max_iter, steps):
     from detectron2.config import get_cfg
@@ -328,6 +330,8 @@ def test_shipped_configs_build_with_the_transfer_settings(config, max_iter, step
     assert cfg.INPUT.FORMAT == "RGB" and cfg.MODEL.PIXEL_STD == [58.395, 57.12, 57.375]
     assert cfg.MODEL.OBJSSL.FREEZE_AT == 0 and cfg.MODEL.OBJSSL.NORM == "SyncBN" and cfg.TEST.PRECISE_BN.ENABLED
     assert tuple(cfg.INPUT.MIN_SIZE_TRAIN) == (640, 672, 704, 736, 768, 800)
+    if "soco" in config:  # SoCo's transfer: wd 2.5e-5, the online network (the official converter's choice)
+        assert cfg.SOLVER.WEIGHT_DECAY == 2.5e-5 and cfg.MODEL.OBJSSL.WHICH == "student"
     cfg.MODEL.DEVICE = "cpu"
     model = build_model(cfg)
     norms = [m for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
