@@ -68,7 +68,14 @@ def measure(
         photos = demo_images()
         for i in range(batch):
             os.symlink(photos[i % len(photos)], os.path.join(data, f"{i:04d}.jpg"))
-        cfg = apply_overrides(load_config(), [f"data.path={data}", f"method.name={method}",
+        extra = []
+        if method.startswith("soco"):  # object-level: a proposal cache over the same photos
+            from objssl.proposals import RandomSource, build_cache
+
+            build_cache(RandomSource(n=100), [os.path.join(data, n) for n in sorted(os.listdir(data))],
+                        os.path.join(out, "proposals"), progress=False)
+            extra.append(f"data.proposals={os.path.join(out, 'proposals')}")
+        cfg = apply_overrides(load_config(), [f"data.path={data}", f"method.name={method}", *extra,
             f"backbone.name={backbone}", f"method.image_size={size}", f"train.batch_size={batch}",
             "train.max_steps=1000", f"train.out={out}", "train.progress=false", "train.tensorboard=false",
             f"train.precision={'bf16' if gpu else 'fp32'}", f"train.channels_last={str(gpu).lower()}",
@@ -79,9 +86,12 @@ def measure(
         from torch.utils.data import default_collate
 
         collate = trainer.collate_fn or default_collate
-        batch_dict = collate([trainer.dataset[(i, i)] for i in range(batch)])
+        t0 = time.process_time()
+        samples = [trainer.dataset[(i, i)] for i in range(batch)]
+        loader_ms = (time.process_time() - t0) / batch * 1e3  # decode + views, one thread
+        batch_dict = collate(samples)
         batch_dict["views"] = [v.to(dev).to(memory_format=fmt) for v in batch_dict["views"]]
-        views = batch_dict["views"][:2]
+        views = batch_dict["views"]  # every view the method sees (SoCo: 3, SoCo*: 4)
 
         def bare_step():
             with amp:
@@ -95,12 +105,12 @@ def measure(
         t_bare = _time(bare_step, iters, sync)
         t_obj = _time(objssl_step, iters, sync)
     mb, mo = statistics.median(t_bare), statistics.median(t_obj)
-    return {"bare_ms": mb * 1e3, "objssl_ms": mo * 1e3, "ratio": mo / mb}
+    return {"bare_ms": mb * 1e3, "objssl_ms": mo * 1e3, "ratio": mo / mb, "loader_ms": loader_ms}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--method", default="byol", help="byol or slotcon")
+    p.add_argument("--method", default="byol", help="byol, slotcon, soco, soco_star, soco_c4")
     p.add_argument("--backbone", default="resnet18")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--size", type=int, default=128)
@@ -115,7 +125,7 @@ def main() -> None:
         r = measure(args.backbone, args.batch, args.size, args.iters, d, args.method, tuple(args.overrides))
         label = "cpu fp32" if d == "cpu" else "gpu bf16 channels_last"
         print(f"{label:>24}: bare timm fwd+bwd {r['bare_ms']:8.1f} ms | objssl {args.method} step "
-              f"{r['objssl_ms']:8.1f} ms | ratio {r['ratio']:.2f}")
+              f"{r['objssl_ms']:8.1f} ms | ratio {r['ratio']:.2f} | data {r['loader_ms']:.1f} ms/sample CPU")
 
 
 if __name__ == "__main__":
