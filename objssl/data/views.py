@@ -51,7 +51,7 @@ from objssl.proposals.filters import soco_filter, univip_filter
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BoxViewSpec", "BoxAwareViews", "VIEW_PRESETS", "STAT_KEYS", "random_boxes_in_region"]
+__all__ = ["BoxViewSpec", "BoxAwareViews", "VIEW_PRESETS", "STAT_KEYS", "overlap_in_view", "random_boxes_in_region"]
 
 #: per-sample event counters, in the order of ``sample["view_events"]``
 STAT_KEYS = ("no_proposals", "fallback_random", "fallback_whole", "overlap_resampled", "tries_exhausted")
@@ -64,7 +64,8 @@ class BoxViewSpec:
     Attributes:
         size: output size, ``int`` (square) or ``(height, width)``.
         crop: ``"rrc"`` random resized crop, ``"whole"`` the whole image resized (aspect not kept),
-            or ``"same:J"`` view ``J``'s crop, flip and colours, resized to ``size``.
+            or ``"same:J"`` view ``J``'s geometry (crop and flip) resized to ``size`` (SoCo*'s view 4:
+            view 2's pixels before colour, resized), with this view's own colour draw.
         scale, ratio: random resized crop ranges (area fraction, aspect ratio).
         hflip_p: probability of a horizontal flip.
         color: colour operations (:class:`objssl.data.transforms.ViewAugmentation`; only its colour
@@ -116,7 +117,7 @@ VIEW_PRESETS: dict[str, dict[str, Any]] = {
         box_filter=soco_filter,
     ),
     "soco_star": dict(
-        views=(_SOCO_V1, _SOCO_V2, replace(_SOCO_V2, size=192), BoxViewSpec(112, "same:1")),
+        views=(_SOCO_V1, _SOCO_V2, replace(_SOCO_V2, size=192), BoxViewSpec(112, "same:1", color=_byol_color(1))),
         k=4, min_visible=0.0, min_boxes=2, max_tries=5, pad="duplicate", fallback="whole",
         box_filter=soco_filter,
     ),
@@ -177,6 +178,32 @@ def random_boxes_in_region(
         out.append(pick)
         kept = torch.cat([kept, pick[None]])
     return torch.stack(out) if out else torch.zeros(0, 4)
+
+
+def overlap_in_view(crop_i: Tensor, crop_j: Tensor, flip_i: bool, size_i: tuple[int, int]) -> Tensor:
+    """The intersection of crop ``i`` with crop(s) ``j`` in view ``i``'s pixels.
+
+    Args:
+        crop_i: ``[4]`` view ``i``'s crop, xyxy in image pixels (integer-valued, as sampled).
+        crop_j: ``[4]`` or ``[N, 4]`` other crops, xyxy in image pixels.
+        flip_i: whether view ``i`` is horizontally flipped.
+        size_i: view ``i``'s ``(height, width)``.
+
+    Returns:
+        ``float [4]`` / ``[N, 4]``, xyxy in view ``i`` (mapped by the same v2 resized-crop and flip
+        as the pixels); all zeros where the crops do not overlap.
+    """
+    crop_j = torch.as_tensor(crop_j, dtype=torch.float32)
+    inter = _intersect(crop_i.float().expand_as(crop_j), crop_j)
+    empty = (inter[..., 2] <= inter[..., 0]) | (inter[..., 3] <= inter[..., 1])
+    x1, y1, x2, y2 = (int(round(float(c))) for c in crop_i)
+    # the canvas only bounds clamping, and every intersection lies inside crop i
+    bb = tv_tensors.BoundingBoxes(inter.reshape(-1, 4), format="XYXY", canvas_size=(y2, x2))
+    bb = TF.resized_crop(bb, y1, x1, y2 - y1, x2 - x1, list(size_i))
+    if flip_i:
+        bb = TF.horizontal_flip(bb)
+    out = bb.as_subclass(Tensor).reshape(inter.shape).float()
+    return torch.where(empty[..., None], torch.zeros_like(out), out)
 
 
 class BoxAwareViews:
@@ -283,7 +310,8 @@ class BoxAwareViews:
     def _event(self, events: list[int], key: str, message: str) -> None:
         events[STAT_KEYS.index(key)] += 1
         self.stats[key] += 1
-        if key not in self._warned:  # once per process; the counts go into every sample
+        if key not in self._warned:  # once per instance and process (each loader worker has its copy);
+            # the per-sample counts travel in sample["view_events"], so nothing is lost across workers
             self._warned.add(key)
             log.warning("%s (counted in view_events/%s; further cases are not logged)", message, key)
 
@@ -328,8 +356,8 @@ class BoxAwareViews:
         """``bool [M]``: box visible enough in every box-carrying view."""
         if not len(boxes):
             return torch.zeros(0, dtype=torch.bool)
-        ok = torch.ones(len(boxes), dtype=torch.bool)
         area = _area(boxes)
+        ok = area > 0  # a degenerate box has no visible fraction; it would pass any ">= frac * 0" test
         for v in carriers:
             inter = _area(_intersect(boxes, crops[v].expand_as(boxes)))
             if self.min_visible <= 0:
@@ -393,19 +421,20 @@ class BoxAwareViews:
         # 3. views: pixels and boxes through the same v2 calls
         out_views: list[Tensor] = []
         out_boxes: list[Tensor] = []
-        coloured: list[Tensor] = []
+        geometric: list[Tensor] = []  # uint8 pixels after crop/resize/flip, before colour
         for v, spec in enumerate(self.views):
             j = spec.source_view()
-            if j is not None:  # "view J resized": J's pixels after colour, at this size
-                pix = TF.resize(coloured[j], list(spec.hw), interpolation=InterpolationMode(spec.interpolation), antialias=True)
+            if j is not None:  # "view J resized": J's pixels before colour, at this size (SoCo*)
+                raw = TF.resize(geometric[j], list(spec.hw), interpolation=InterpolationMode(spec.interpolation),
+                                antialias=True)
                 vb = self._resize_boxes(out_boxes[j], self.views[j].hw, spec.hw)
             else:
                 vb_img = self._jitter(sel_boxes, spec, W, H) if self.k else sel_boxes
                 raw, vb = self._geometry(img, vb_img, crops[v], bool(flips[v]), spec, (H, W))
-                pix = self._colour[v](tv_tensors.Image(raw))
-                pix = TF.to_dtype(pix, torch.float32, scale=True).as_subclass(Tensor)
-            coloured.append(pix.clamp(0, 1))
-            out_views.append(self._norm(coloured[-1]) if self.normalize else coloured[-1])
+            geometric.append(raw)
+            # uint8 throughout, so bicubic overshoot is already clamped before the colour ops
+            pix = self._colour[v](tv_tensors.Image(raw)).as_subclass(Tensor)
+            out_views.append(self._norm(pix) if self.normalize else pix)
             if not spec.carries_boxes or not self.k:
                 vb = torch.zeros(self.k, 4)
             out_boxes.append(vb * mask[:, None])
@@ -498,20 +527,10 @@ class BoxAwareViews:
         return TF.resize(bb, list(dst_hw)).as_subclass(Tensor).float()
 
     def _overlaps(self, crops: Tensor, flips: Tensor) -> tuple[Tensor, Tensor]:
-        V = len(self.views)
-        overlap = torch.zeros(V, V, 4)
-        valid = torch.zeros(V, V, dtype=torch.bool)
-        for i in range(V):  # V <= 4 views: tiny fixed loops
-            for j in range(V):
-                inter = _intersect(crops[i], crops[j])
-                if float(inter[2] - inter[0]) <= 0 or float(inter[3] - inter[1]) <= 0:
-                    continue
-                x1, y1, x2, y2 = (float(c) for c in crops[i])
-                sw, sh = self.views[i].hw[1] / (x2 - x1), self.views[i].hw[0] / (y2 - y1)
-                box = (inter - torch.tensor([x1, y1, x1, y1])) * torch.tensor([sw, sh, sw, sh])
-                if flips[i]:
-                    box = torch.stack([self.views[i].hw[1] - box[2], box[1], self.views[i].hw[1] - box[0], box[3]])
-                overlap[i, j], valid[i, j] = box, True
+        overlap = torch.stack([
+            overlap_in_view(crops[i], crops, bool(flips[i]), spec.hw) for i, spec in enumerate(self.views)
+        ])
+        valid = (overlap[..., 2] > overlap[..., 0]) & (overlap[..., 3] > overlap[..., 1])
         return overlap, valid
 
     def __repr__(self) -> str:

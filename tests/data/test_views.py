@@ -46,7 +46,7 @@ def expected_view_boxes(boxes_image, crop, flip, hw):
 
 @pytest.mark.parametrize("name", [n for n, p in VIEW_PRESETS.items() if p.get("k", 4) > 0])
 def test_boxes_are_the_analytic_transform_of_the_crop(name, photo, proposals):
-    views = BoxAwareViews.from_preset(name)
+    views = BoxAwareViews.from_preset(name, size=96)  # crops are drawn in image pixels at any size
     for seed in range(10):
         torch.manual_seed(seed)
         s = views(photo, boxes=proposals)
@@ -91,26 +91,48 @@ def test_box_identity_follows_the_pixels(photo):
     assert seen >= 3
 
 
+def to_uint8(view):
+    return (view * 255).round().to(torch.uint8)
+
+
 def test_same_view_is_the_source_view_resized(photo, proposals):
     views = colorless("soco_star")
-    torch.manual_seed(1)
+    for seed in range(4):
+        torch.manual_seed(seed)
+        s = views(photo, boxes=proposals)
+        v1, v4 = s["views"][1], s["views"][3]
+        assert v4.shape[-2:] == (112, 112)
+        # SoCo*: view 4 is view 2's pixels (before colour) resized, with view 2's crop and flip
+        want = TF.resize(to_uint8(v1), [112, 112], antialias=True).float() / 255
+        torch.testing.assert_close(v4, want, atol=1e-6, rtol=0)
+        torch.testing.assert_close(s["boxes"][3], s["boxes"][1] * 0.5, atol=1e-4, rtol=0)
+        assert bool(s["flips"][3]) == bool(s["flips"][1])
+        torch.testing.assert_close(s["crops"][3], s["crops"][1])
+
+
+def test_same_view_draws_its_own_colour(photo, proposals):
+    """Only view 4 asks for grayscale: it is grey, its source view is not."""
+    grey = ViewAugmentation(jitter_p=0.0, grayscale_p=1.0, blur_p=0.0, solarize_p=0.0)
+    specs = list(colorless("soco_star").views)
+    specs[3] = replace(specs[3], color=grey)
+    views = BoxAwareViews(specs, k=4, normalize=False)
+    torch.manual_seed(0)
     s = views(photo, boxes=proposals)
     v1, v4 = s["views"][1], s["views"][3]
-    assert v4.shape[-2:] == (112, 112)
-    torch.testing.assert_close(v4, TF.resize(v1, [112, 112], antialias=True), atol=1e-5, rtol=0)
-    torch.testing.assert_close(s["boxes"][3], s["boxes"][1] * 0.5, atol=1e-4, rtol=0)
-    assert bool(s["flips"][3]) == bool(s["flips"][1])
-    torch.testing.assert_close(s["crops"][3], s["crops"][1])
+    assert (v1[0] - v1[1]).abs().max() > 0.1  # the photo has colour
+    assert torch.equal(v4[0], v4[1]) and torch.equal(v4[1], v4[2])
+    want = TF.rgb_to_grayscale(TF.resize(to_uint8(v1), [112, 112], antialias=True)).float() / 255
+    torch.testing.assert_close(v4[:1], want, atol=1e-6, rtol=0)
 
 
 def test_jitter_only_on_the_view_that_asks(photo, proposals):
-    views = BoxAwareViews.from_preset("soco")  # view 0: whole image, jitter 0.1 with p 0.5
+    views = BoxAwareViews.from_preset("soco", size=96)  # view 0: whole image, jitter 0.1 with p 0.5
     moved = 0
     for seed in range(10):
         torch.manual_seed(seed)
         s = views(photo, boxes=proposals)
         m = s["box_mask"]
-        plain = expected_view_boxes(s["boxes_image"][m], s["crops"][0], bool(s["flips"][0]), (224, 224))
+        plain = expected_view_boxes(s["boxes_image"][m], s["crops"][0], bool(s["flips"][0]), (96, 96))
         diff = (s["boxes"][0][m] - plain).abs().max(dim=1).values
         moved += int((diff > 1e-3).sum())
         # jitter is bounded by 10 % of the box (x1 shift) + 10 % (scale) in view pixels
@@ -164,7 +186,7 @@ def test_slotcon_never_emits_a_non_overlapping_pair():
 
 @pytest.mark.parametrize("n_props", [0, 1])
 def test_univip_fallback_tops_up_with_valid_random_boxes(photo, n_props):
-    views = BoxAwareViews.from_preset("univip")
+    views = BoxAwareViews.from_preset("univip", size=64)  # the box rules are in image pixels
     props = torch.tensor([[100.0, 80.0, 200.0, 180.0]])[:n_props]
     for seed in range(10):
         torch.manual_seed(seed)
@@ -199,7 +221,7 @@ def test_univip_terminates_on_a_tiny_image():
 
 def test_soco_whole_fallback_and_padding_modes(photo):
     # no proposals: SoCo falls back to the shared region as the single box, duplicated to K
-    views = BoxAwareViews.from_preset("soco")
+    views = BoxAwareViews.from_preset("soco", size=64)
     torch.manual_seed(0)
     s = views(photo, boxes=torch.zeros(0, 4))
     assert s["box_mask"].all() and (s["box_ids"] == -100).all()
@@ -211,7 +233,7 @@ def test_soco_whole_fallback_and_padding_modes(photo):
     s = views(photo, boxes=box)
     assert s["box_mask"].all() and (s["box_ids"] == 0).all()
     # pad with zeros instead: one valid slot, the rest masked with id -1 and zero boxes
-    zeros = BoxAwareViews.from_preset("soco", pad="zeros")
+    zeros = BoxAwareViews.from_preset("soco", size=64, pad="zeros")
     torch.manual_seed(0)
     s = zeros(photo, boxes=box)
     assert s["box_mask"].tolist() == [True, False, False, False]
@@ -220,7 +242,7 @@ def test_soco_whole_fallback_and_padding_modes(photo):
 
 
 def test_reproducible_under_a_seed(photo, proposals):
-    views = BoxAwareViews.from_preset("soco_star")
+    views = BoxAwareViews.from_preset("soco_star", size=96)
     torch.manual_seed(123)
     a = views(photo, boxes=proposals)
     torch.manual_seed(123)
@@ -286,3 +308,65 @@ def test_overlap_boxes_show_the_same_pixels_in_both_views(photo):
         previous = b
     assert max(same) < 0.06  # resampling differences only
     assert np.mean(shuffled) > 3 * np.mean(same)
+
+
+@pytest.mark.parametrize("name", sorted(VIEW_PRESETS))
+def test_images_smaller_than_the_view(name):
+    """A 23x31 photo crop under 64-px views: every preset upsamples, keeps valid boxes and overlaps."""
+    from PIL import Image
+
+    small = Image.fromarray(np.array(load_rgb(demo_images()[0]))[40:63, 60:91])
+    views = BoxAwareViews.from_preset(name, size=64, box_filter=None)
+    box = torch.tensor([[2.0, 3.0, 20.0, 19.0], [10.0, 0.0, 31.0, 23.0]])
+    for seed in range(20):
+        torch.manual_seed(seed)
+        s = views(small, boxes=box)
+        assert tuple(s["image_size"].tolist()) == (23, 31)
+        for v, spec in enumerate(views.views):
+            assert s["views"][v].shape == (3, *spec.hw) and torch.isfinite(s["views"][v]).all()
+            if views.k and spec.carries_boxes:
+                b = s["boxes"][v][s["box_mask"]]
+                assert (b[:, 2] > b[:, 0]).all() and (b[:, 3] > b[:, 1]).all()
+                assert (b >= 0).all() and (b[:, 2] <= spec.hw[1]).all() and (b[:, 3] <= spec.hw[0]).all()
+        assert (s["crops"][:, 2] <= 31).all() and (s["crops"][:, 3] <= 23).all()
+        if len(views.views) > 1 and name != "byol":
+            assert s["overlap_valid"][0, 1]
+        if views.k:
+            assert s["box_mask"].any()
+
+
+def test_one_pixel_wide_box_is_carried_and_degenerate_boxes_never_are(photo):
+    thin = torch.tensor([[200.0, 20.0, 201.0, 280.0]])  # 1 px wide, most of the image tall
+    flat = torch.tensor([[120.0, 100.0, 120.0, 200.0]])  # zero width
+    specs = tuple(replace(v, box_jitter=0.0, size=v.hw[0] // 2) for v in VIEW_PRESETS["soco"]["views"])
+    views = BoxAwareViews(specs, k=2, pad="zeros", normalize=False)
+    carried = 0
+    for seed in range(20):
+        torch.manual_seed(seed)
+        s = views(photo, boxes=torch.cat([thin, flat]))
+        assert 1 not in s["box_ids"].tolist()  # the zero-width box is never "visible"
+        if int(s["box_ids"][0]) != 0:
+            continue
+        carried += 1
+        for v, spec in enumerate(views.views):
+            want = expected_view_boxes(thin, s["crops"][v], bool(s["flips"][v]), spec.hw)
+            torch.testing.assert_close(s["boxes"][v][:1], want, atol=1e-3, rtol=0)
+            w = float(s["boxes"][v][0, 2] - s["boxes"][v][0, 0])
+            assert 0 < w <= 2 * spec.hw[1] / float(s["crops"][v, 2] - s["crops"][v, 0])
+    assert carried >= 10
+    # "fully inside" (UniVIP): the degenerate box passes no visibility test either
+    univip = BoxAwareViews.from_preset("univip", size=64, box_filter=None)
+    torch.manual_seed(0)
+    s = univip(photo, boxes=torch.tensor([[0.0, 0.0, 0.0, 0.0]]))
+    assert (s["box_ids"] < 0).all() and s["box_mask"].all()
+
+
+def test_overlap_in_view_maps_with_the_view_and_is_zero_when_disjoint():
+    from objssl.data.views import overlap_in_view
+
+    crop = torch.tensor([100.0, 50.0, 300.0, 150.0])  # 200 x 100 -> view 50 x 100 (h, w)
+    others = torch.tensor([[200.0, 0.0, 400.0, 100.0], [0.0, 0.0, 50.0, 50.0], crop.tolist()])
+    got = overlap_in_view(crop, others, False, (50, 100))
+    torch.testing.assert_close(got, torch.tensor([[50.0, 0.0, 100.0, 25.0], [0.0] * 4, [0.0, 0.0, 100.0, 50.0]]))
+    flipped = overlap_in_view(crop, others[0], True, (50, 100))
+    torch.testing.assert_close(flipped, torch.tensor([0.0, 0.0, 50.0, 25.0]))
