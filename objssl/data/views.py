@@ -15,7 +15,8 @@ The rules of each method (METHODS.md) are the presets in :data:`VIEW_PRESETS`:
   independent 112 crop (SoCo) or 192 crop plus view 4 = view 2 at 112 (SoCo*); K = 4 boxes that
   intersect every view, padded by duplicating valid boxes; the whole shared region if none is left;
   proposals pass SoCo's ``ratio3size0308post`` filter first.
-* ``slotcon``: two 224 bicubic crops of scale (0.08, 1) whose overlap is at least 1 % of view 2.
+* ``slotcon``: two 224 bicubic crops of scale (0.08, 1) whose overlap is at least 1 % of view 2
+  (view 1 drawn once, view 2 re-drawn up to 10 times).
 * ``univip``: two 224 bicubic crops of scale (0.08, 1) whose overlap (edges >= 64 px) fully contains
   K = 4 proposals (after UniVIP's filter: sides >= 64, aspect <= 3, IoU <= 0.5), 20 tries; otherwise
   the best pair, topped up with random boxes inside the overlap.
@@ -23,7 +24,8 @@ The rules of each method (METHODS.md) are the presets in :data:`VIEW_PRESETS`:
 Differences from the official code, on purpose: SoCo samples its 1–2 and 1–3 box sets separately; here
 one set must be visible in all views (identity across every view is the contract). Every retry loop is
 bounded, and no sample ever leaves with an invalid overlap (SlotCon and UniVIP could): after
-``max_tries`` the second crop is re-drawn inside the first and the event is counted.
+``max_tries`` the second crop is re-drawn inside the first and the event is counted. SoCo*'s view 4
+shares view 2's flip (the official code flips it independently; the boxes follow either way).
 
 All randomness comes from torch's global RNG, which :class:`objssl.data.dataset.ImageDataset` seeds
 per sample, so views are reproducible and independent of the number of loader workers.
@@ -128,7 +130,7 @@ VIEW_PRESETS: dict[str, dict[str, Any]] = {
     ),
     "slotcon": dict(
         views=(_SLOT_V1, replace(_SLOT_V1, color=_byol_color(1))),
-        k=0, min_overlap_frac=0.01, max_tries=10,
+        k=0, min_overlap_frac=0.01, max_tries=10, keep_first_crop=True,
     ),
     "univip": dict(
         views=(_UNIVIP_V1, replace(_UNIVIP_V1, color=_byol_color(1))),
@@ -218,6 +220,9 @@ class BoxAwareViews:
         min_overlap_frac: views 0 and 1 must overlap by at least this fraction of view 1's crop area.
         min_overlap_side: the overlap of views 0 and 1 must have both sides at least this (pixels).
         max_tries: crop attempts before falling back (always bounded).
+        keep_first_crop: draw view 0's crop once and retry only the other views (SlotCon retries
+            view 2 against a fixed view 1, so view 1's crop distribution stays unconditioned);
+            otherwise every try redraws all views (UniVIP's scene pairs, SoCo).
         pad: ``"duplicate"`` (repeat valid boxes, SoCo) or ``"zeros"`` (mask False) up to ``k``.
         fallback: ``"random"`` (top up with random boxes inside the shared region, UniVIP) or
             ``"whole"`` (the shared region as one box, SoCo) when fewer than ``min_boxes`` remain.
@@ -251,6 +256,7 @@ class BoxAwareViews:
         min_overlap_frac: float = 0.0,
         min_overlap_side: float = 0.0,
         max_tries: int = 10,
+        keep_first_crop: bool = False,
         pad: str = "duplicate",
         fallback: str = "random",
         fallback_min_size: float = 32.0,
@@ -281,6 +287,7 @@ class BoxAwareViews:
         self.min_boxes = self.k if min_boxes is None else min(int(min_boxes), self.k)
         self.min_overlap_frac, self.min_overlap_side = float(min_overlap_frac), float(min_overlap_side)
         self.max_tries, self.pad, self.fallback = int(max_tries), pad, fallback
+        self.keep_first_crop = bool(keep_first_crop)
         self.fallback_min_size = float(fallback_min_size)
         self.proposals, self.box_filter, self.normalize = proposals, box_filter, normalize
         # blur kernels follow each view's own size (~10 % of its side)
@@ -382,11 +389,19 @@ class BoxAwareViews:
 
         # 1. crops: bounded retries for the overlap rule and enough visible boxes; keep the best
         best: tuple[int, Tensor, Tensor] | None = None
+        first: Tensor | None = None  # view 0's crop, kept across tries with keep_first_crop
         for _ in range(self.max_tries):
             crops = torch.zeros(V, 4)
             for v, spec in enumerate(self.views):
                 j = spec.source_view()
-                crops[v] = crops[j] if j is not None else self._draw_crop(spec, img)
+                if j is not None:
+                    crops[v] = crops[j]
+                elif v == 0 and first is not None:
+                    crops[v] = first
+                else:
+                    crops[v] = self._draw_crop(spec, img)
+            if self.keep_first_crop:
+                first = crops[0].clone()
             if not self._overlap_ok(crops):
                 continue
             visible = self._visible(props, crops, carriers)
@@ -404,6 +419,8 @@ class BoxAwareViews:
                 j = spec.source_view()
                 if j is not None:
                     crops[v] = crops[j]
+                elif v == 0 and first is not None:
+                    crops[v] = first
                 elif v == 1:
                     crops[v] = self._draw_crop_inside(spec, crops[0])
                 else:

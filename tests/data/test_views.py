@@ -184,6 +184,24 @@ def test_slotcon_never_emits_a_non_overlapping_pair():
     assert views.stats["samples"] == 1000
 
 
+def test_slotcon_retries_only_the_second_view(photo):
+    """SlotCon keeps view 1's crop and re-draws view 2: view 1 is the first crop drawn after seeding,
+    even in samples that needed retries."""
+    from torchvision.transforms import RandomResizedCrop
+
+    spec = BoxViewSpec(16, scale=(0.01, 0.02), color=NO_COLOR, carries_boxes=False)
+    views = BoxAwareViews.from_preset("slotcon", views=(spec, spec), normalize=False)
+    assert views.keep_first_crop
+    probe = TF.pil_to_tensor(photo)
+    for seed in range(30):
+        torch.manual_seed(seed)
+        top, left, h, w = RandomResizedCrop.get_params(probe, [0.01, 0.02], [3 / 4, 4 / 3])
+        torch.manual_seed(seed)
+        s = views(photo)
+        assert s["crops"][0].tolist() == [left, top, left + w, top + h]
+    assert views.stats["tries_exhausted"] > 0 and views.stats["overlap_resampled"] > 0
+
+
 @pytest.mark.parametrize("n_props", [0, 1])
 def test_univip_fallback_tops_up_with_valid_random_boxes(photo, n_props):
     views = BoxAwareViews.from_preset("univip", size=64)  # the box rules are in image pixels
