@@ -73,3 +73,20 @@ def test_collate_rejects_mismatched_samples():
         collate_views([a, c])
     with pytest.raises(ValueError, match="empty"):
         collate_views([])
+
+
+def test_collate_keeps_default_collate_for_other_keys():
+    samples = [
+        {"views": [torch.full((3, 4, 4), float(i)), torch.zeros(3, 2, 2)], "boxes": [torch.ones(2, 4) * i] * 2,
+         "index": i, "path": f"img{i}.jpg", "meta": {"scale": 0.5 * i}}
+        for i in range(3)
+    ]
+    batch = collate_views(samples)
+    assert [v.shape for v in batch["views"]] == [(3, 3, 4, 4), (3, 3, 2, 2)]
+    assert batch["views"][0][:, 0, 0, 0].tolist() == [0.0, 1.0, 2.0]
+    assert batch["boxes"][1].shape == (3, 2, 4) and batch["boxes"][1][2, 0, 0] == 2
+    assert batch["index"].tolist() == [0, 1, 2] and batch["path"] == ["img0.jpg", "img1.jpg", "img2.jpg"]
+    torch.testing.assert_close(batch["meta"]["scale"], torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64))
+    other = dict(samples[0], views=[torch.zeros(3, 4, 4), torch.zeros(3, 3, 3)])
+    with pytest.raises(ValueError, match=r"views\[1\] differs in size"):
+        collate_views([samples[0], other])
