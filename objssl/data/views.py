@@ -107,7 +107,8 @@ def _byol_color(view: int) -> ViewAugmentation:
 # --------------------------------------------------------------------------------------- presets
 _SOCO_V1 = BoxViewSpec(224, "whole", color=_byol_color(0), box_jitter=0.1, box_jitter_p=0.5)
 _SOCO_V2 = BoxViewSpec(224, "rrc", scale=(0.5, 1.0), color=_byol_color(1))
-_SLOT_V1 = BoxViewSpec(224, "rrc", scale=(0.08, 1.0), color=_byol_color(0), interpolation="bicubic", carries_boxes=False)
+_SLOT_V1 = BoxViewSpec(224, "rrc", scale=(0.08, 1.0), color=_byol_color(0), interpolation="bicubic",
+                       carries_boxes=False)
 _UNIVIP_V1 = replace(_SLOT_V1, carries_boxes=True)
 
 VIEW_PRESETS: dict[str, dict[str, Any]] = {
@@ -494,7 +495,8 @@ class BoxAwareViews:
                 ids = torch.cat([ids, -2 - torch.arange(len(extra))])
                 boxes = torch.cat([boxes, extra])
             elif not len(boxes):
-                self._event(events, "fallback_whole", "no proposal is visible in every view; the shared region is the box")
+                self._event(events, "fallback_whole",
+                            "no proposal is visible in every view; the shared region is the box")
                 boxes, ids = region[None].clone(), torch.tensor([-100])
         n = len(boxes)
         mask = torch.zeros(K, dtype=torch.bool)
