@@ -16,7 +16,9 @@ from objssl.registry import PROPOSALS
 try:
     import cv2
 
-    HAS_XIMGPROC = hasattr(cv2, "ximgproc")
+    # the factory itself: a broken install can leave an empty cv2.ximgproc namespace behind
+    HAS_XIMGPROC = callable(getattr(getattr(getattr(cv2, "ximgproc", None), "segmentation", None),
+                                    "createSelectiveSearchSegmentation", None))
 except ImportError:
     HAS_XIMGPROC = False
 
@@ -110,6 +112,12 @@ def test_parameters_and_cache_key():
     assert key == SelectiveSearch(mode="fast", threads=2).cache_key()  # threads do not change boxes
     assert key != SelectiveSearch(mode="quality").cache_key()
     assert key != SelectiveSearch(mode="fast", max_side=300).cache_key()
+    assert key == SelectiveSearch(mode="fast").cache_key()  # a fresh instance: the same key
+
+    class NextVersion(SelectiveSearch):
+        version = "2"
+
+    assert NextVersion(mode="fast").cache_key() == key.replace("-1-", "-2-", 1)
     for kwargs, word in [({"mode": "slow"}, "mode"), ({"max_side": 4}, "max_side"),
                          ({"max_boxes": 0}, "max_boxes"), ({"threads": 0}, "threads")]:
         with pytest.raises(ValueError, match=word):
@@ -118,15 +126,37 @@ def test_parameters_and_cache_key():
         SelectiveSearch()(np.zeros((20, 20, 3), np.float32))
 
 
+@needs_ss
 def test_missing_ximgproc_is_explained(monkeypatch):
+    import types
+
     import objssl_selective_search as plugin
 
-    class NoContrib:
-        __version__ = "5.0.0"
+    plain = types.SimpleNamespace(__version__="5.0.0")  # opencv-python: no ximgproc at all
+    stubs = types.SimpleNamespace(__version__="5.0.0", ximgproc=types.SimpleNamespace(
+        segmentation=types.ModuleType("cv2.ximgproc.segmentation")))  # leftover typing-stub folder
+    for fake in (plain, stubs):
+        monkeypatch.setitem(sys.modules, "cv2", fake)
+        with pytest.raises(ImportError, match="force-reinstall --no-deps opencv-contrib-python-headless"):
+            plugin.ximgproc_segmentation()
 
-    monkeypatch.setitem(sys.modules, "cv2", NoContrib())
-    with pytest.raises(ImportError, match="force-reinstall --no-deps opencv-contrib-python-headless"):
-        plugin.ximgproc_segmentation()
+
+@needs_ss
+def test_cli_names_the_repair_when_opencv_lost_ximgproc(tmp_path):
+    """A cv2 without ximgproc (plain opencv-python over contrib): one-line error with the repair."""
+    fake = tmp_path / "site" / "cv2"
+    (fake / "ximgproc" / "segmentation").mkdir(parents=True)
+    (fake / "__init__.py").write_text('__version__ = "5.0.0"\n')
+    (fake / "ximgproc" / "segmentation" / "__init__.pyi").write_text("")  # what such installs leave
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run(
+        [sys.executable, "-m", "objssl.cli", "proposals", "--source", "selective_search",
+         "--out", str(tmp_path / "c"), "--no-progress"], capture_output=True, text=True, env=env,
+    )
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert "objssl-selective-search" in out.stderr
+    assert "pip install --force-reinstall --no-deps opencv-contrib-python-headless" in out.stderr
 
 
 @needs_ss
@@ -136,18 +166,20 @@ def test_cli_lists_and_caches_with_workers(tmp_path):
                          capture_output=True, text=True, env=env, check=True)
     line = next(x for x in out.stdout.splitlines() if x.strip().startswith("selective_search"))
     assert "objssl-selective-search" in line and "ok" in line
-    cache = tmp_path / "ss"
+    cache, images = tmp_path / "ss", demo_images()[:4]
+    (tmp_path / "list.txt").write_text("\n".join(images) + "\n")
     out = subprocess.run(
         [sys.executable, "-m", "objssl.cli", "proposals", "--source", "selective_search", "--out", str(cache),
-         "--workers", "2", "--max-side", "160", "--param", "max_boxes=100", "--no-progress"],
+         "--data", str(tmp_path / "list.txt"), "--workers", "2", "--max-side", "160",
+         "--param", "max_boxes=100", "--no-progress"],
         capture_output=True, text=True, env=env,
     )
     assert out.returncode == 0, out.stderr
     from objssl.proposals import ProposalCache
 
     c = ProposalCache(str(cache))
-    assert len(c) == len(demo_images()) and c.source == "selective_search"
-    for i, p in enumerate(demo_images()):
+    assert len(c) == len(images) and c.source == "selective_search"
+    for i, p in enumerate(images):
         h, w = c.image_size(i)
         boxes = c.boxes_for(p)
         assert 0 < len(boxes) <= 100 and _valid(boxes, h, w)

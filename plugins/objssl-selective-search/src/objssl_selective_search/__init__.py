@@ -30,13 +30,21 @@ def ximgproc_segmentation() -> Any:
             "selective_search needs OpenCV's contrib build: pip install opencv-contrib-python-headless"
         ) from exc
     seg = getattr(getattr(cv2, "ximgproc", None), "segmentation", None)
-    if seg is None:
+    # test the factory itself: an overwritten install can leave cv2/ximgproc/ typing stubs behind,
+    # which import as an empty namespace package
+    if not callable(getattr(seg, "createSelectiveSearchSegmentation", None)):
         raise ImportError(
-            f"cv2 {cv2.__version__} has no ximgproc module: a plain opencv-python(-headless) package "
+            f"cv2 {getattr(cv2, '__version__', '?')} has no cv2.ximgproc.segmentation."
+            "createSelectiveSearchSegmentation: a plain opencv-python(-headless) package "
             "was installed over opencv-contrib-python-headless (mmcv, albumentations and others pull "
             "it in). Repair: pip install --force-reinstall --no-deps opencv-contrib-python-headless"
         )
     return seg
+
+
+# Fail at import: the registry then reports the plugin as unavailable with this message
+# (`objssl list proposals`, one-line CLI error) instead of a traceback on the first image.
+ximgproc_segmentation()
 
 
 @functools.lru_cache(maxsize=1)
