@@ -1,5 +1,9 @@
 """The felzenszwalb plugin: entry point, boxes equal the segments' bounding boxes, parameters."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -49,13 +53,42 @@ def test_multiscale_dedup_order_and_original_pixels(photo):
     assert torch.equal(boxes[: len(coarse)], coarse)  # the largest scale comes first
 
 
+def test_max_side_boxes_scale_with_the_image(photo):
+    from objssl_felzenszwalb import Felzenszwalb
+
+    small = photo[:150, :200].copy()
+    big = small.repeat(2, axis=0).repeat(2, axis=1)  # 2x nearest: area-averaging restores `small`
+    src = Felzenszwalb(scales=(300,), max_side=200)
+    a, b = src(small).boxes, src(big).boxes  # `big` is segmented at 200 px, i.e. as `small`
+    assert len(a) > 3
+    assert torch.equal(b, 2 * a)
+
+
+def test_bad_images_are_refused():
+    from objssl_felzenszwalb import Felzenszwalb
+
+    src = Felzenszwalb()
+    for image, word in [(np.zeros((20, 20, 3), np.float32), "uint8"), (np.zeros((20, 20), np.uint8), "shape"),
+                        (np.zeros((20, 20, 4), np.uint8), "shape"), ([[0, 0, 0]], "numpy")]:
+        with pytest.raises(ValueError, match=word):
+            src(image)
+
+
 def test_parameters_and_cache_key():
     from objssl_felzenszwalb import Felzenszwalb
 
     a = Felzenszwalb()
-    assert a.cache_key().startswith("felzenszwalb-1-")
+    assert a.cache_key().startswith("felzenszwalb-2-")
+    assert a.cache_key() == Felzenszwalb().cache_key()
     assert a.cache_key() == Felzenszwalb(scales=(1000, 300, 100)).cache_key()  # order-free
-    assert a.cache_key() != Felzenszwalb(sigma=0.5).cache_key()
+    for other in [Felzenszwalb(sigma=0.5), Felzenszwalb(scales=(300,)), Felzenszwalb(min_size=20),
+                  Felzenszwalb(max_side=300), Felzenszwalb(max_boxes=50)]:
+        assert a.cache_key() != other.cache_key()
+
+    class NextVersion(Felzenszwalb):
+        version = "3"
+
+    assert NextVersion().cache_key() == a.cache_key().replace("-2-", "-3-", 1)
     for kwargs, word in [({"scales": ()}, "scales"), ({"sigma": -1}, "sigma"), ({"min_size": 0}, "min_size"),
                          ({"max_side": 1}, "max_side"), ({"max_boxes": 0}, "max_boxes")]:
         with pytest.raises(ValueError, match=word):
@@ -73,3 +106,19 @@ def test_cache_build_with_the_plugin(tmp_path):
     for p in paths:
         expected = src(np.array(load_rgb(p))).boxes
         assert (cache.boxes_for(p) - expected).abs().max() <= 0.5
+
+
+def test_cli_lists_the_plugin_and_autoload_off_hides_it():
+    from objssl_felzenszwalb import Felzenszwalb
+
+    cmd = [sys.executable, "-m", "objssl.cli", "list", "proposals"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    line = next(x for x in out.stdout.splitlines() if x.strip().startswith("felzenszwalb"))
+    assert "objssl-felzenszwalb: objssl_felzenszwalb:Felzenszwalb" in line and "ok (version 2)" in line
+    env = {**os.environ, "OBJSSL_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+    assert "random" in out.stdout and "felzenszwalb" not in out.stdout
+    # the cache key is the same in another process (no salted hash)
+    key = subprocess.run([sys.executable, "-c", "import objssl_felzenszwalb as f; print(f.Felzenszwalb().cache_key())"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert key == Felzenszwalb().cache_key()
