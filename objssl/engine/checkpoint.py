@@ -6,13 +6,13 @@ import glob
 import os
 import random
 import re
-import tempfile
 from typing import Any
 
 import numpy as np
 import torch
 
 from objssl.export.common import CHECKPOINT_FORMAT, load_checkpoint
+from objssl.fileio import atomic_write
 
 __all__ = [
     "atomic_save",
@@ -28,31 +28,11 @@ _PATTERN = re.compile(r"step_(\d{8})\.pth$")
 
 
 def atomic_save(obj: Any, path: str) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``.
+    """``torch.save`` to ``path`` atomically (:func:`objssl.fileio.atomic_write`).
 
     A crash at any moment leaves either the old file or the new one, never a torn one.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".pth", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def rng_state() -> dict[str, Any]:

@@ -29,7 +29,6 @@ import json
 import logging
 import multiprocessing as mp
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 
 from objssl.errors import DataError
+from objssl.fileio import atomic_write
 from objssl.proposals.base import MissingProposalsError, ProposalSource
 
 log = logging.getLogger(__name__)
@@ -69,24 +69,8 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: str, write: Any, mode: str = "wb") -> None:
-    """Write through ``write(file)`` into a temp file in the same folder, then rename over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _write_json(path: str, obj: Any) -> None:
-    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, sort_keys=True)), mode="w")
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, sort_keys=True)), mode="w")
 
 
 def _shard_name(i: int) -> str:
@@ -486,7 +470,7 @@ def _write_shard(out: str, s: int, first: int, results: list[tuple], paths: list
             raise ProposalCacheError(f"{p}: box coordinates exceed int16 (image wider/taller than {_INT16_MAX} px)")
     data = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.int16)
     data_path = os.path.join(out, f"{_shard_name(s)}.npy")
-    _atomic_write(data_path, lambda f: np.save(f, data.astype(np.int16)))
+    atomic_write(data_path, lambda f: np.save(f, data.astype(np.int16)))
     errors = {p: r[4] for r, p in zip(results, paths) if r[4]}
     for p, err in errors.items():
         log.warning("unreadable image, stored without boxes: %s", err)
@@ -528,9 +512,9 @@ def _finalize(
     summary.boxes = int(index[:, 2].sum())
     summary.zero_box_images = int(((index[:, 3] & (FLAG_FALLBACK | FLAG_EMPTY)) > 0).sum())
     summary.unreadable_images = int(((index[:, 3] & FLAG_UNREADABLE) > 0).sum())
-    _atomic_write(os.path.join(out, "index.npy"), lambda f: np.save(f, index))
-    _atomic_write(os.path.join(out, "sizes.npy"), lambda f: np.save(f, sizes))
-    _atomic_write(os.path.join(out, "images.txt"), lambda f: f.write("\n".join(keys) + "\n"), mode="w")
+    atomic_write(os.path.join(out, "index.npy"), lambda f: np.save(f, index))
+    atomic_write(os.path.join(out, "sizes.npy"), lambda f: np.save(f, sizes))
+    atomic_write(os.path.join(out, "images.txt"), lambda f: f.write("\n".join(keys) + "\n"), mode="w")
     summary.bytes_on_disk = sum(
         os.path.getsize(os.path.join(out, n)) for n in os.listdir(out) if n.endswith(".npy")
     )
