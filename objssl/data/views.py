@@ -349,6 +349,22 @@ class BoxAwareViews:
         top, left, ch, cw = RandomResizedCrop.get_params(dummy, list(spec.scale), list(spec.ratio))
         return torch.tensor([float(x1 + left), float(y1 + top), float(x1 + left + cw), float(y1 + top + ch)])
 
+    def _draw_crops(self, img: Tensor, first: Tensor | None, *, second_inside_first: bool = False) -> Tensor:
+        """``[V, 4]`` crop rectangles: ``same:J`` views copy view J, view 0 is ``first`` when given, view 1
+        is drawn inside view 0 with ``second_inside_first``, the rest are drawn afresh."""
+        crops = torch.zeros(len(self.views), 4)
+        for v, spec in enumerate(self.views):
+            j = spec.source_view()
+            if j is not None:
+                crops[v] = crops[j]
+            elif v == 0 and first is not None:
+                crops[v] = first
+            elif v == 1 and second_inside_first:
+                crops[v] = self._draw_crop_inside(spec, crops[0])
+            else:
+                crops[v] = self._draw_crop(spec, img)
+        return crops
+
     def _overlap_ok(self, crops: Tensor) -> bool:
         if len(crops) < 2 or (self.min_overlap_frac <= 0 and self.min_overlap_side <= 0):
             return True
@@ -392,15 +408,7 @@ class BoxAwareViews:
         best: tuple[int, Tensor, Tensor] | None = None
         first: Tensor | None = None  # view 0's crop, kept across tries with keep_first_crop
         for _ in range(self.max_tries):
-            crops = torch.zeros(V, 4)
-            for v, spec in enumerate(self.views):
-                j = spec.source_view()
-                if j is not None:
-                    crops[v] = crops[j]
-                elif v == 0 and first is not None:
-                    crops[v] = first
-                else:
-                    crops[v] = self._draw_crop(spec, img)
+            crops = self._draw_crops(img, first)
             if self.keep_first_crop:
                 first = crops[0].clone()
             if not self._overlap_ok(crops):
@@ -415,17 +423,7 @@ class BoxAwareViews:
             self._event(events, "tries_exhausted", f"no crop set met the rules in {self.max_tries} tries")
         if best is None:  # no overlapping pair at all: re-draw view 1 inside view 0
             self._event(events, "overlap_resampled", "views 0 and 1 did not overlap; view 1 re-drawn inside view 0")
-            crops = torch.zeros(V, 4)
-            for v, spec in enumerate(self.views):
-                j = spec.source_view()
-                if j is not None:
-                    crops[v] = crops[j]
-                elif v == 0 and first is not None:
-                    crops[v] = first
-                elif v == 1:
-                    crops[v] = self._draw_crop_inside(spec, crops[0])
-                else:
-                    crops[v] = self._draw_crop(spec, img)
+            crops = self._draw_crops(img, first, second_inside_first=True)
             best = (0, crops, self._visible(props, crops, carriers))
         _, crops, visible = best
         flips = torch.zeros(V, dtype=torch.bool)
