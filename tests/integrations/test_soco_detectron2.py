@@ -11,7 +11,7 @@ import torch
 
 from objssl.cli import main
 
-from .test_detectron2 import DATASET, make_cfg
+from .test_detectron2 import dataset, make_cfg  # noqa: F401 - dataset is the shared registered-set fixture
 
 HAS_D2 = importlib.util.find_spec("detectron2") is not None
 pytestmark = [
@@ -31,17 +31,6 @@ def soco_checkpoint(tmp_path_factory):
                  f"method.fpn_channels={FPN}", f"method.box_fc_dim={FC}", "method.proj_hidden_dim=64",
                  "method.proj_dim=32", "train.progress=false"]) == 0
     return str(out / "checkpoints" / "step_00000002.pth")
-
-
-@pytest.fixture(scope="module")
-def dataset(coco_instances):
-    from detectron2.data import DatasetCatalog
-    from detectron2.data.datasets import register_coco_instances
-
-    json_file, image_root = coco_instances
-    if DATASET not in DatasetCatalog.list():
-        register_coco_instances(DATASET, {}, json_file, image_root)
-    return DATASET
 
 
 @pytest.mark.parametrize("which", ["teacher", "student"])
