@@ -30,6 +30,7 @@ __all__ = [
     "part_state_dict",
     "backbone_state_dict",
     "resnet_layout",
+    "check_renamed_keys",
 ]
 
 CHECKPOINT_FORMAT = "objssl-checkpoint"
@@ -122,3 +123,17 @@ def resnet_layout(sd: dict[str, Tensor]) -> tuple[str, int] | None:
     kind = "bottleneck" if "layer1.0.conv3.weight" in sd else "basic"
     depth = _RESNET_DEPTHS.get((kind, tuple(blocks)))
     return None if depth is None else (kind, depth)
+
+
+def check_renamed_keys(keys: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]], target: str) -> None:
+    """Raise if renamed ``{key: shape}`` differ from a real ``target`` model's (an exporter bug, not a user error
+    of the input): names the first missing, extra and mis-shaped keys."""
+    if expected == keys:
+        return
+    missing = sorted(set(expected) - set(keys))[:5]
+    extra = sorted(set(keys) - set(expected))[:5]
+    shapes = [k for k in set(keys) & set(expected) if keys[k] != expected[k]][:5]
+    raise UserError(
+        f"internal check failed: renamed keys differ from {target} "
+        f"(missing {missing}, extra {extra}, shapes {shapes}); please report this"
+    )

@@ -40,7 +40,13 @@ import torch
 from torch import Tensor
 
 from objssl.errors import UserError
-from objssl.export.common import ExportReport, backbone_state_dict, branch_prefix, resnet_layout
+from objssl.export.common import (
+    ExportReport,
+    backbone_state_dict,
+    branch_prefix,
+    check_renamed_keys,
+    resnet_layout,
+)
 from objssl.registry import EXPORTERS
 
 __all__ = [
@@ -160,14 +166,7 @@ def _verify_against_detectron2(keys: dict[str, tuple[int, ...]], spec: dict[str,
         else:
             k = ("roi_heads." if k.startswith("res5.") else "backbone.") + k
         expected[k] = tuple(v.shape)
-    if expected != keys:
-        missing = sorted(set(expected) - set(keys))[:5]
-        extra = sorted(set(keys) - set(expected))[:5]
-        shapes = [k for k in set(keys) & set(expected) if keys[k] != expected[k]][:5]
-        raise UserError(
-            f"internal check failed: renamed keys differ from detectron2's ResNet-{spec['DEPTH']} "
-            f"(missing {missing}, extra {extra}, shapes {shapes}); please report this"
-        )
+    check_renamed_keys(keys, expected, f"detectron2's ResNet-{spec['DEPTH']}")
     return f"names and shapes checked against detectron2's ResNet-{spec['DEPTH']} ({len(expected)} tensors)"
 
 

@@ -25,7 +25,13 @@ import torch
 from torch import Tensor
 
 from objssl.errors import UserError
-from objssl.export.common import ExportReport, backbone_state_dict, branch_prefix, resnet_layout
+from objssl.export.common import (
+    ExportReport,
+    backbone_state_dict,
+    branch_prefix,
+    check_renamed_keys,
+    resnet_layout,
+)
 from objssl.registry import EXPORTERS
 
 __all__ = ["mmseg_resnet_spec", "timm_resnet_to_mmseg", "export_mmseg"]
@@ -86,14 +92,7 @@ def _verify_against_mmseg(keys: dict[str, tuple[int, ...]], spec: dict[str, Any]
     with torch.device("meta"):
         model = MODELS.build(dict(spec, norm_cfg=dict(type="SyncBN", requires_grad=True)))
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if expected != keys:
-        missing = sorted(set(expected) - set(keys))[:5]
-        extra = sorted(set(keys) - set(expected))[:5]
-        shapes = [k for k in set(keys) & set(expected) if keys[k] != expected[k]][:5]
-        raise UserError(
-            f"internal check failed: renamed keys differ from mmseg's {spec['type']}-{spec['depth']} "
-            f"(missing {missing}, extra {extra}, shapes {shapes}); please report this"
-        )
+    check_renamed_keys(keys, expected, f"mmseg's {spec['type']}-{spec['depth']}")
     return f"names and shapes checked against mmseg's {spec['type']} depth {spec['depth']} ({len(expected)} tensors)"
 
 
