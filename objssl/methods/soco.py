@@ -72,7 +72,8 @@ class _BoxMethod(Method):
                                          size=self.image_size, k=self.k)
 
     def _embed(self, branch: nn.ModuleDict, x: Tensor, boxes: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError
+        """``(projections [B, K, D], used [B, K])`` of one view's boxes; each variant defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define _embed()")
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         views, boxes = batch["views"], batch["boxes"]
