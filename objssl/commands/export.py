@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import objssl  # noqa: F401 - registers the built-in exporters
-    from objssl.export.common import load_checkpoint
+    from objssl.checkpoint import load_checkpoint
     from objssl.registry import EXPORTERS
 
     from objssl.commands._options import parse_key_values

@@ -130,7 +130,7 @@ def run_slots(args: argparse.Namespace) -> int:
     import objssl  # noqa: F401 - registers the methods
     from objssl.data import demo_images, list_images
     from objssl.errors import UserError
-    from objssl.export.common import load_checkpoint
+    from objssl.checkpoint import load_checkpoint
     from objssl.methods import method_from_checkpoint
     from objssl.viz import save_png
     from objssl.viz.slots import most_used_prototypes, prototype_scores, render_prototypes

@@ -1,4 +1,4 @@
-"""Training engine: trainer, distributed set-up, checkpoints, optimizers and schedules."""
+"""Training engine: the trainer, optimizers and schedules."""
 
 from objssl.engine.trainer import Trainer, TrainingDivergedError
 

@@ -31,14 +31,14 @@ from objssl.backbones import create_backbone
 from objssl.config import config_to_yaml, validate_config
 from objssl.data.dataset import ImageDataset
 from objssl.data.sampler import ResumableBatchSampler
-from objssl.engine.checkpoint import (
+from objssl.checkpoint import (
     find_latest_checkpoint,
     load_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from objssl.engine.distributed import DistInfo, all_reduce_mean, all_reduce_min, init_distributed
+from objssl.distributed import DistInfo, all_reduce_mean, all_reduce_min, init_distributed
 from objssl.engine.optim import build_optimizer, build_scheduler, scaled_lr, warmup_steps_for
 from objssl.errors import UserError
 from objssl.methods import create_method

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from objssl.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from objssl.errors import UserError
 
 __all__ = [
@@ -33,7 +34,6 @@ __all__ = [
     "check_renamed_keys",
 ]
 
-CHECKPOINT_FORMAT = "objssl-checkpoint"
 _BRANCHES = {"teacher": "target", "target": "target", "student": "online", "online": "online"}
 
 
@@ -52,23 +52,6 @@ class ExportReport:
             lines.append(f"skipped: {shown}")
         lines.extend(self.notes)
         return "\n".join(lines)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load an objssl checkpoint on the CPU; a clear error if it is not one."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise UserError(f"checkpoint {path!r} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # pickle / zip errors of every kind
-        raise UserError(f"checkpoint {path!r} cannot be read: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(
-            f"{path!r} is not an objssl checkpoint (no format={CHECKPOINT_FORMAT!r} entry); "
-            "objssl writes them as OUT/checkpoints/*.pth"
-        )
-    return ckpt
 
 
 def branch_prefix(which: str) -> str:

@@ -98,7 +98,8 @@ def read_backbone_weights(
     Returns:
         ``(state_dict, description of the source)``.
     """
-    from objssl.export.common import CHECKPOINT_FORMAT, backbone_state_dict
+    from objssl.checkpoint import CHECKPOINT_FORMAT
+    from objssl.export.common import backbone_state_dict
 
     path = os.fspath(path)
     if not os.path.isfile(path):

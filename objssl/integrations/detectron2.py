@@ -228,7 +228,7 @@ def load_objssl_parts(model: nn.Module, cfg: CfgNode) -> list[str]:
     :data:`objssl.export.detectron2.D2_PART_MAPPERS`; BYOL-like checkpoints have none, which is
     logged. Shapes must match; every key is reported. Returns the model keys loaded.
     """
-    from objssl.export.common import load_checkpoint
+    from objssl.checkpoint import load_checkpoint
     from objssl.export.detectron2 import D2_PART_MAPPERS
 
     o = _objssl_cfg(cfg)

@@ -60,7 +60,7 @@ class PixelDistillLoss(nn.Module):
 
     @torch.no_grad()
     def update_center(self, teacher_scores: Tensor) -> bool:
-        from objssl.engine.distributed import all_reduce_mean, all_reduce_min
+        from objssl.distributed import all_reduce_mean, all_reduce_min
 
         batch_center = teacher_scores.float().mean(dim=(0, 2, 3)).view(1, -1)
         # every process contributes the same number of pixels, so the mean of means is the mean

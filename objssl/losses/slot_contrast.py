@@ -43,7 +43,7 @@ def slot_infonce(
     The positive of query ``(b, k)`` is key ``(b, k)``, which must be present. Keys and masks are
     gathered across processes with ``all_gather`` (a single process works without torch.distributed).
     """
-    from objssl.engine.distributed import all_gather_cat, rank_and_world
+    from objssl.distributed import all_gather_cat, rank_and_world
 
     B, K, D = keys.shape
     if not bool(key_present.view(-1)[query_index].all()):

@@ -1,4 +1,14 @@
-"""Checkpoints written atomically (temp file + fsync + rename), keeping the last N."""
+"""objssl checkpoints: written atomically (temp file + fsync + rename), the last N kept, read back on the CPU.
+
+An objssl checkpoint is a ``torch.save`` dict::
+
+    {"format": "objssl-checkpoint", "version": 1, "method": "byol",
+     "backbone": {"name": "resnet50", "kwargs": {...}},
+     "model": <method.state_dict()>, "config": {...}, ...training state...}
+
+Inside ``model`` the online (student) parts sit under ``online.<part>.`` and the EMA teacher's under
+``target.<part>.``; a backbone's weights are under ``<branch>.backbone.model.`` with exactly timm's keys.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from objssl.export.common import CHECKPOINT_FORMAT, load_checkpoint
+from objssl.errors import UserError
 from objssl.fileio import atomic_write
 
 __all__ = [
+    "CHECKPOINT_FORMAT",
     "atomic_save",
     "save_checkpoint",
     "find_latest_checkpoint",
@@ -23,6 +34,7 @@ __all__ = [
     "load_checkpoint",
 ]
 
+CHECKPOINT_FORMAT = "objssl-checkpoint"
 _NAME = "step_{:08d}.pth"
 _PATTERN = re.compile(r"step_(\d{8})\.pth$")
 
@@ -65,3 +77,20 @@ def find_latest_checkpoint(folder: str) -> str | None:
     """The newest ``step_*.pth`` in ``folder``, or None."""
     found = [p for p in glob.glob(os.path.join(folder, "step_*.pth")) if _PATTERN.search(p)]
     return max(found, key=lambda p: int(_PATTERN.search(p).group(1))) if found else None
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load an objssl checkpoint on the CPU; a clear error if it is not one."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UserError(f"checkpoint {path!r} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # pickle / zip errors of every kind
+        raise UserError(f"checkpoint {path!r} cannot be read: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(
+            f"{path!r} is not an objssl checkpoint (no format={CHECKPOINT_FORMAT!r} entry); "
+            "objssl writes them as OUT/checkpoints/*.pth"
+        )
+    return ckpt
