@@ -10,7 +10,6 @@ over the box correspondence of view 1 with every other view, symmetrised.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -24,24 +23,12 @@ from objssl.heads import ConvFCBoxHead, MLPHead, assign_fpn_levels, multilevel_r
 from objssl.losses import MaskedRegressionLoss, correspondence_matrix
 from objssl.methods.base import Method
 from objssl.necks import FPNNeck
+from objssl.proposals import open_proposals
 from objssl.registry import METHODS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SoCo", "SoCoStar", "SoCoC4", "open_proposals"]
-
-
-def open_proposals(path: str | None) -> Any:
-    """A box lookup (``boxes_for(path)``) from a proposal cache folder or a JSON file of boxes."""
-    if path is None:
-        return None
-    from objssl.proposals import PrecomputedSource, ProposalCache
-
-    if os.path.isdir(path):
-        return ProposalCache(path)
-    if os.path.isfile(path):
-        return PrecomputedSource(path)
-    raise ConfigError(f"data.proposals={path!r} does not exist (build a cache with `objssl proposals`)")
+__all__ = ["SoCo", "SoCoStar", "SoCoC4"]
 
 
 def _rows(module: nn.Module, x: Tensor, used: Tensor) -> Tensor:

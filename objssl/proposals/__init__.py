@@ -23,9 +23,12 @@ from objssl.proposals.base import (
 )
 from objssl.proposals.builtin import GridSource, PrecomputedSource, RandomSource, random_boxes
 from objssl.proposals.cache import ProposalCache, ProposalCacheError, build_cache
+from objssl.proposals.lookup import missing_images, open_proposals
 from objssl.registry import PROPOSALS, PluginLoadError
 
 __all__ = [
+    "open_proposals",
+    "missing_images",
     "Proposals", "ProposalSource", "MissingProposalsError", "check_image", "image_seed", "stable_hash",
     "RandomSource", "GridSource", "PrecomputedSource", "random_boxes",
     "ProposalCache", "ProposalCacheError", "build_cache",
