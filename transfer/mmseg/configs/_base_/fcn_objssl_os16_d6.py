@@ -1,4 +1,4 @@
-# FCN over an objssl backbone with SlotCon's VOC / Cityscapes settings (METHODS.md, SlotCon 2.5):
+# FCN over an objssl backbone with SlotCon's VOC / Cityscapes settings (docs/methods.md#slotcon-transfer):
 # ResNet at output stride 16 (layer4 dilated by 2, mmseg ResNet's contract_dilation=False), FCNHead
 # with 256 channels, 2 convs of dilation 6, no input concat, no dropout, align_corners, no auxiliary
 # head; SyncBN everywhere with norm_eval False. Input: RGB with torchvision's mean/std on 0-255
