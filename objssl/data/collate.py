@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import default_collate
 
+from objssl.data.views.events import COUNTER_PREFIX, STAT_KEYS
+
 __all__ = ["collate_views", "boxes_to_rois", "rois_to_boxes"]
 
 #: keys holding one entry per view; batched per view (views may differ in size)
@@ -20,10 +22,18 @@ def collate_views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     ``views`` → list (one per view) of ``[B, 3, h_v, w_v]``; ``boxes`` → list of ``[B, K, 4]``;
     every other tensor is stacked with the batch first (``box_mask [B, K]``, ``crops [B, V, 4]``,
-    ``overlap [B, V, V, 4]``, ...); other values follow ``default_collate``.
+    ``overlap [B, V, V, 4]``, ...); other values follow ``default_collate``. Samples of a transform
+    without boxes (BYOL's :class:`objssl.data.transforms.MultiViewTransform`) batch exactly as with
+    ``default_collate``.
+
+    Samples that carry ``view_events`` (``long [len(STAT_KEYS)]``, the counted fallbacks of
+    :class:`~objssl.data.views.BoxAwareViews`) also give ``counters``: ``{"views/<STAT_KEY>": long
+    scalar}``, the batch's total of each event (``view_events`` itself is kept, ``[B, 5]``), which
+    the trainer adds up over the run.
 
     Raises:
-        ValueError: samples disagree on the number of views, on ``K``, or on a view's size.
+        ValueError: samples disagree on the number of views, on ``K``, or on a view's size, or
+            ``view_events`` does not have one count per :data:`~objssl.data.views.STAT_KEYS` entry.
     """
     if not samples:
         raise ValueError("collate_views: empty batch")
@@ -49,7 +59,18 @@ def collate_views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
             out[key] = torch.stack(values)
         else:
             out[key] = default_collate(values)
+    if "view_events" in out:
+        out["counters"] = _event_counters(out["view_events"])
     return out
+
+
+def _event_counters(view_events: Tensor) -> dict[str, Tensor]:
+    """``[B, len(STAT_KEYS)]`` per-sample counts → ``{"views/<key>": long scalar}`` batch totals."""
+    if view_events.ndim != 2 or view_events.shape[1] != len(STAT_KEYS):
+        raise ValueError(f"collate_views: view_events must be [B, {len(STAT_KEYS)}] counts in STAT_KEYS order "
+                         f"{STAT_KEYS}, got {tuple(view_events.shape)}")
+    totals = view_events.long().sum(dim=0)
+    return {COUNTER_PREFIX + key: total for key, total in zip(STAT_KEYS, totals.unbind())}
 
 
 def boxes_to_rois(boxes: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -1,212 +1,38 @@
-"""Box-aware multi-view sampling: V augmented views of an image with its boxes carried through.
-
-Every view is a crop (random resized, the whole image, or the same crop as another view), an
-optional horizontal flip and colour operations. Pixels and boxes go through the *same*
-``torchvision.transforms.v2.functional`` calls (boxes as ``tv_tensors.BoundingBoxes``), so a box
-always covers the same content in every view. Box ``i`` is the same proposal in every view; boxes not
-visible enough in every box-carrying view are dropped, ``K`` are sampled per image, and the rest is
-padded with a validity mask so samples batch into fixed-size tensors (:mod:`objssl.data.collate`).
-
-The rules of each method (METHODS.md) are the presets in :data:`VIEW_PRESETS`:
-
-* ``byol``: two 224 random resized crops, BYOL's asymmetric colour, no boxes.
-* ``soco`` / ``soco_star`` / ``soco_c4``: view 1 the whole image at 224 (aspect not kept, boxes
-  jittered with p 0.5 and ratio 0.1), view 2 a 224 crop of scale (0.5, 1) ((0.6, 1) for C4), view 3 an
-  independent 112 crop (SoCo) or 192 crop plus view 4 = view 2 at 112 (SoCo*); K = 4 boxes that
-  intersect every view, padded by duplicating valid boxes; the whole shared region if none is left;
-  proposals pass SoCo's ``ratio3size0308post`` filter first.
-* ``slotcon``: two 224 bicubic crops of scale (0.08, 1) whose overlap is at least 1 % of view 2
-  (view 1 drawn once, view 2 re-drawn up to 10 times).
-* ``univip``: two 224 bicubic crops of scale (0.08, 1) whose overlap (edges >= 64 px) fully contains
-  K = 4 proposals (after UniVIP's filter: sides >= 64, aspect <= 3, IoU <= 0.5), 20 tries; otherwise
-  the best pair, topped up with random boxes inside the overlap.
-
-Differences from the official code, on purpose: SoCo samples its 1–2 and 1–3 box sets separately; here
-one set must be visible in all views (identity across every view is the contract). Every retry loop is
-bounded, and no sample ever leaves with an invalid overlap (SlotCon and UniVIP could): after
-``max_tries`` the second crop is re-drawn inside the first and the event is counted. SoCo*'s view 4
-shares view 2's flip (the official code flips it independently; the boxes follow either way).
-
-All randomness comes from torch's global RNG, which :class:`objssl.data.dataset.ImageDataset` seeds
-per sample, so views are reproducible and independent of the number of loader workers.
-"""
+"""The box-aware multi-view transform, :class:`BoxAwareViews` (rules and deviations: see the
+:mod:`objssl.data.views` package docstring)."""
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
 from PIL import Image
 from torch import Tensor
 from torchvision import tv_tensors
-from torchvision.ops import box_iou
+from torchvision.ops import box_area
 from torchvision.transforms import InterpolationMode, RandomResizedCrop
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from objssl.data.transforms import BYOL_VIEWS, IMAGENET_MEAN, IMAGENET_STD, ViewAugmentation, photometric_transform
-from objssl.proposals.filters import soco_filter, univip_filter
+from objssl.data.transforms import IMAGENET_MEAN, IMAGENET_STD, photometric_transform
+from objssl.data.views.box_geometry import (
+    intersect,
+    jitter_boxes,
+    overlap_in_view,
+    resize_boxes,
+    visible_in_crops,
+)
+from objssl.data.views.box_selection import select_boxes
+from objssl.data.views.events import STAT_KEYS
+from objssl.data.views.presets import preset_kwargs, provided_fields
+from objssl.data.views.view_spec import BoxViewSpec
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BoxViewSpec", "BoxAwareViews", "VIEW_PRESETS", "STAT_KEYS", "overlap_in_view", "random_boxes_in_region"]
-
-#: per-sample event counters, in the order of ``sample["view_events"]``
-STAT_KEYS = ("no_proposals", "fallback_random", "fallback_whole", "overlap_resampled", "tries_exhausted")
-
-
-@dataclass(frozen=True)
-class BoxViewSpec:
-    """Geometry and colour of one view.
-
-    Attributes:
-        size: output size, ``int`` (square) or ``(height, width)``.
-        crop: ``"rrc"`` random resized crop, ``"whole"`` the whole image resized (aspect not kept),
-            or ``"same:J"`` view ``J``'s geometry (crop and flip) resized to ``size`` (SoCo*'s view 4:
-            view 2's pixels before colour, resized), with this view's own colour draw.
-        scale, ratio: random resized crop ranges (area fraction, aspect ratio).
-        hflip_p: probability of a horizontal flip.
-        color: colour operations (:class:`objssl.data.transforms.ViewAugmentation`; only its colour
-            fields are used).
-        interpolation: ``"bilinear"`` or ``"bicubic"``.
-        box_jitter: SoCo's jitter ratio (0: none): x1, y1 move by U(-r, r) times w, h and w, h scale
-            by 1 + U(-r, r), each box with probability ``box_jitter_p``, in this view only.
-        carries_boxes: whether boxes must be visible in this view (and are output for it).
-    """
-
-    size: int | tuple[int, int] = 224
-    crop: str = "rrc"
-    scale: tuple[float, float] = (0.08, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    hflip_p: float = 0.5
-    color: ViewAugmentation = field(default_factory=ViewAugmentation)
-    interpolation: str = "bilinear"
-    box_jitter: float = 0.0
-    box_jitter_p: float = 0.5
-    carries_boxes: bool = True
-
-    @property
-    def hw(self) -> tuple[int, int]:
-        return (self.size, self.size) if isinstance(self.size, int) else (int(self.size[0]), int(self.size[1]))
-
-    def source_view(self) -> int | None:
-        """``J`` for ``crop="same:J"``, else None."""
-        if self.crop.startswith("same:"):
-            return int(self.crop.split(":", 1)[1])
-        return None
-
-
-def _byol_color(view: int) -> ViewAugmentation:
-    return BYOL_VIEWS[view]
-
-
-# --------------------------------------------------------------------------------------- presets
-_SOCO_V1 = BoxViewSpec(224, "whole", color=_byol_color(0), box_jitter=0.1, box_jitter_p=0.5)
-_SOCO_V2 = BoxViewSpec(224, "rrc", scale=(0.5, 1.0), color=_byol_color(1))
-_SLOT_V1 = BoxViewSpec(224, "rrc", scale=(0.08, 1.0), color=_byol_color(0), interpolation="bicubic",
-                       carries_boxes=False)
-_UNIVIP_V1 = replace(_SLOT_V1, carries_boxes=True)
-
-VIEW_PRESETS: dict[str, dict[str, Any]] = {
-    "byol": dict(views=(BoxViewSpec(224, color=_byol_color(0), carries_boxes=False),
-                        BoxViewSpec(224, color=_byol_color(1), carries_boxes=False)), k=0),
-    "soco": dict(
-        views=(_SOCO_V1, _SOCO_V2, replace(_SOCO_V2, size=112)),
-        k=4, min_visible=0.0, min_boxes=2, max_tries=5, pad="duplicate", fallback="whole",
-        box_filter=soco_filter,
-    ),
-    "soco_star": dict(
-        views=(_SOCO_V1, _SOCO_V2, replace(_SOCO_V2, size=192), BoxViewSpec(112, "same:1", color=_byol_color(1))),
-        k=4, min_visible=0.0, min_boxes=2, max_tries=5, pad="duplicate", fallback="whole",
-        box_filter=soco_filter,
-    ),
-    "soco_c4": dict(
-        views=(_SOCO_V1, replace(_SOCO_V2, scale=(0.6, 1.0))),
-        k=4, min_visible=0.0, min_boxes=2, max_tries=5, pad="duplicate", fallback="whole",
-        box_filter=soco_filter,
-    ),
-    "slotcon": dict(
-        views=(_SLOT_V1, replace(_SLOT_V1, color=_byol_color(1))),
-        k=0, min_overlap_frac=0.01, max_tries=10, keep_first_crop=True,
-    ),
-    "univip": dict(
-        views=(_UNIVIP_V1, replace(_UNIVIP_V1, color=_byol_color(1))),
-        k=4, min_visible=1.0, min_boxes=4, min_overlap_side=64, max_tries=20, pad="duplicate",
-        fallback="random", fallback_min_size=64, box_filter=univip_filter,
-    ),
-}
-
-
-# ------------------------------------------------------------------------------------- geometry
-def _area(boxes: Tensor) -> Tensor:
-    return (boxes[..., 2] - boxes[..., 0]).clamp_min(0) * (boxes[..., 3] - boxes[..., 1]).clamp_min(0)
-
-
-def _intersect(a: Tensor, b: Tensor) -> Tensor:
-    """Intersection rectangles of ``a [..., 4]`` and ``b [..., 4]`` (may be empty: x2 < x1)."""
-    return torch.cat([torch.maximum(a[..., :2], b[..., :2]), torch.minimum(a[..., 2:], b[..., 2:])], dim=-1)
-
-
-def random_boxes_in_region(
-    region: Tensor,
-    n: int,
-    existing: Tensor,
-    *,
-    min_size: float = 64.0,
-    max_aspect: float = 3.0,
-    iou_thresh: float = 0.5,
-    candidates: int = 100,
-) -> Tensor:
-    """UniVIP's top-up: ``n`` random boxes inside ``region`` (``[4]``), each with sides >= ``min_size``
-    (capped by the region), aspect <= ``max_aspect`` and IoU < ``iou_thresh`` with the boxes kept so far;
-    ``candidates`` draws per box, the lowest-IoU one if none qualifies. ``-> float [n, 4]``."""
-    from objssl.proposals.builtin import random_boxes
-
-    x1, y1, x2, y2 = (float(v) for v in region)
-    rw, rh = x2 - x1, y2 - y1
-    kept = existing.reshape(-1, 4).float()
-    out = []
-    for _ in range(n):  # n <= K (4): a bounded top-up, not a per-box loop in the step
-        side = min(min_size, rw, rh)
-        lo = min(1.0, side / max(math.sqrt(rw * rh), 1e-6))
-        cand = random_boxes(rw, rh, candidates, min_size=side, max_aspect=max_aspect,
-                            scale=(lo, 1.0), within=(x1, y1, x2, y2))
-        iou = box_iou(cand, kept).max(dim=1).values if len(kept) else torch.zeros(len(cand))
-        ok = torch.nonzero(iou < iou_thresh).reshape(-1)
-        pick = cand[ok[0]] if len(ok) else cand[iou.argmin()]
-        out.append(pick)
-        kept = torch.cat([kept, pick[None]])
-    return torch.stack(out) if out else torch.zeros(0, 4)
-
-
-def overlap_in_view(crop_i: Tensor, crop_j: Tensor, flip_i: bool, size_i: tuple[int, int]) -> Tensor:
-    """The intersection of crop ``i`` with crop(s) ``j`` in view ``i``'s pixels.
-
-    Args:
-        crop_i: ``[4]`` view ``i``'s crop, xyxy in image pixels (integer-valued, as sampled).
-        crop_j: ``[4]`` or ``[N, 4]`` other crops, xyxy in image pixels.
-        flip_i: whether view ``i`` is horizontally flipped.
-        size_i: view ``i``'s ``(height, width)``.
-
-    Returns:
-        ``float [4]`` / ``[N, 4]``, xyxy in view ``i`` (mapped by the same v2 resized-crop and flip
-        as the pixels); all zeros where the crops do not overlap.
-    """
-    crop_j = torch.as_tensor(crop_j, dtype=torch.float32)
-    inter = _intersect(crop_i.float().expand_as(crop_j), crop_j)
-    empty = (inter[..., 2] <= inter[..., 0]) | (inter[..., 3] <= inter[..., 1])
-    x1, y1, x2, y2 = (int(round(float(c))) for c in crop_i)
-    # the canvas only bounds clamping, and every intersection lies inside crop i
-    bb = tv_tensors.BoundingBoxes(inter.reshape(-1, 4), format="XYXY", canvas_size=(y2, x2))
-    bb = TF.resized_crop(bb, y1, x1, y2 - y1, x2 - x1, list(size_i))
-    if flip_i:
-        bb = TF.horizontal_flip(bb)
-    out = bb.as_subclass(Tensor).reshape(inter.shape).float()
-    return torch.where(empty[..., None], torch.zeros_like(out), out)
+__all__ = ["BoxAwareViews"]
 
 
 class BoxAwareViews:
@@ -242,7 +68,7 @@ class BoxAwareViews:
         pixels; ``crops``: ``float [V, 4]`` (each view's crop in image pixels); ``flips``: ``bool [V]``;
         ``overlap``: ``float [V, V, 4]`` (crop i ∩ crop j in view i's pixels); ``overlap_valid``:
         ``bool [V, V]``; ``image_size``: ``long [2]`` (H, W); ``view_events``: ``long [5]``
-        (:data:`STAT_KEYS`).
+        (:data:`objssl.data.views.STAT_KEYS`).
     """
 
     wants_meta = True
@@ -299,13 +125,11 @@ class BoxAwareViews:
 
     @classmethod
     def from_preset(cls, name: str, *, proposals: Any = None, **overrides: Any) -> BoxAwareViews:
-        """The views of a method (:data:`VIEW_PRESETS`), with any argument overridden.
+        """The views of a method (:data:`objssl.data.views.VIEW_PRESETS`), with any argument overridden.
 
         ``size=S`` scales every view's size by ``S / 224`` (handy for small tests and demos).
         """
-        if name not in VIEW_PRESETS:
-            raise ValueError(f"no view preset {name!r}; known: {', '.join(sorted(VIEW_PRESETS))}")
-        kwargs = dict(VIEW_PRESETS[name])
+        kwargs = preset_kwargs(name)
         size = overrides.pop("size", None)
         if size is not None:
             kwargs["views"] = tuple(
@@ -313,6 +137,11 @@ class BoxAwareViews:
             )
         kwargs.update(overrides)
         return cls(proposals=proposals, **kwargs)
+
+    @property
+    def provides(self) -> frozenset[str]:
+        """The batch fields these views provide (:func:`objssl.data.views.preset_provides`)."""
+        return provided_fields(self.k)
 
     # ---------------------------------------------------------------------------- helpers
     def _event(self, events: list[int], key: str, message: str) -> None:
@@ -368,27 +197,13 @@ class BoxAwareViews:
     def _overlap_ok(self, crops: Tensor) -> bool:
         if len(crops) < 2 or (self.min_overlap_frac <= 0 and self.min_overlap_side <= 0):
             return True
-        inter = _intersect(crops[0], crops[1])
+        inter = intersect(crops[0], crops[1])
         iw, ih = float(inter[2] - inter[0]), float(inter[3] - inter[1])
         if iw <= 0 or ih <= 0:
             return False
-        if iw * ih < self.min_overlap_frac * float(_area(crops[1])):
+        if iw * ih < self.min_overlap_frac * float(box_area(crops[1:2])[0]):
             return False
         return min(iw, ih) >= self.min_overlap_side
-
-    def _visible(self, boxes: Tensor, crops: Tensor, carriers: list[int]) -> Tensor:
-        """``bool [M]``: box visible enough in every box-carrying view."""
-        if not len(boxes):
-            return torch.zeros(0, dtype=torch.bool)
-        area = _area(boxes)
-        ok = area > 0  # a degenerate box has no visible fraction; it would pass any ">= frac * 0" test
-        for v in carriers:
-            inter = _area(_intersect(boxes, crops[v].expand_as(boxes)))
-            if self.min_visible <= 0:
-                ok &= inter > 0
-            else:
-                ok &= inter >= self.min_visible * area - 1e-4 * area.clamp_min(1)
-        return ok
 
     # ------------------------------------------------------------------------------ call
     def __call__(self, image: Any, meta: dict | None = None, boxes: Tensor | None = None) -> dict[str, Any]:
@@ -413,7 +228,7 @@ class BoxAwareViews:
                 first = crops[0].clone()
             if not self._overlap_ok(crops):
                 continue
-            visible = self._visible(props, crops, carriers)
+            visible = visible_in_crops(props, crops, carriers, self.min_visible)
             score = int(visible.sum())
             if best is None or score > best[0]:
                 best = (score, crops, visible)
@@ -424,7 +239,7 @@ class BoxAwareViews:
         if best is None:  # no overlapping pair at all: re-draw view 1 inside view 0
             self._event(events, "overlap_resampled", "views 0 and 1 did not overlap; view 1 re-drawn inside view 0")
             crops = self._draw_crops(img, first, second_inside_first=True)
-            best = (0, crops, self._visible(props, crops, carriers))
+            best = (0, crops, visible_in_crops(props, crops, carriers, self.min_visible))
         _, crops, visible = best
         flips = torch.zeros(V, dtype=torch.bool)
         for v, spec in enumerate(self.views):
@@ -432,7 +247,11 @@ class BoxAwareViews:
             flips[v] = flips[j] if j is not None else bool(torch.rand(()) < spec.hflip_p)
 
         # 2. boxes: K of the visible ones, a fallback when too few, padding to K
-        sel_boxes, sel_ids, mask = self._select(props, visible, crops, carriers, events)
+        sel_boxes, sel_ids, mask = select_boxes(
+            props, visible, crops, carriers, k=self.k, min_boxes=self.min_boxes, pad=self.pad,
+            fallback=self.fallback, fallback_min_size=self.fallback_min_size,
+            on_event=lambda key, message: self._event(events, key, message),
+        )
 
         # 3. views: pixels and boxes through the same v2 calls
         out_views: list[Tensor] = []
@@ -443,9 +262,9 @@ class BoxAwareViews:
             if j is not None:  # "view J resized": J's pixels before colour, at this size (SoCo*)
                 raw = TF.resize(geometric[j], list(spec.hw), interpolation=InterpolationMode(spec.interpolation),
                                 antialias=True)
-                vb = self._resize_boxes(out_boxes[j], self.views[j].hw, spec.hw)
+                vb = resize_boxes(out_boxes[j], self.views[j].hw, spec.hw)
             else:
-                vb_img = self._jitter(sel_boxes, spec, W, H) if self.k else sel_boxes
+                vb_img = jitter_boxes(sel_boxes, spec.box_jitter, spec.box_jitter_p, (H, W)) if self.k else sel_boxes
                 raw, vb = self._geometry(img, vb_img, crops[v], bool(flips[v]), spec, (H, W))
             geometric.append(raw)
             # uint8 throughout, so bicubic overshoot is already clamped before the colour ops
@@ -470,59 +289,6 @@ class BoxAwareViews:
             "view_events": torch.tensor(events),
         }
 
-    def _select(
-        self, props: Tensor, visible: Tensor, crops: Tensor, carriers: list[int], events: list[int]
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        K = self.k
-        if K == 0:
-            return torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.bool)
-        idx = torch.nonzero(visible).reshape(-1)
-        if len(idx) > K:
-            idx = idx[torch.randperm(len(idx))[:K]]
-        boxes, ids = props[idx], idx.clone()
-        region = crops[carriers[0]] if carriers else crops[0]
-        for v in carriers[1:]:
-            region = _intersect(region, crops[v])
-        if len(boxes) < self.min_boxes:
-            region_ok = float(region[2] - region[0]) > 0 and float(region[3] - region[1]) > 0
-            if not region_ok:  # carriers share nothing: use the first carrier's crop
-                region = crops[carriers[0]] if carriers else crops[0]
-            if self.fallback == "random":
-                self._event(events, "fallback_random", "too few proposals in the shared region; random boxes added")
-                extra = random_boxes_in_region(region, K - len(boxes), boxes, min_size=self.fallback_min_size)
-                ids = torch.cat([ids, -2 - torch.arange(len(extra))])
-                boxes = torch.cat([boxes, extra])
-            elif not len(boxes):
-                self._event(events, "fallback_whole",
-                            "no proposal is visible in every view; the shared region is the box")
-                boxes, ids = region[None].clone(), torch.tensor([-100])
-        n = len(boxes)
-        mask = torch.zeros(K, dtype=torch.bool)
-        mask[:n] = True
-        if n < K:
-            if self.pad == "duplicate" and n:
-                dup = torch.randint(n, (K - n,))
-                boxes, ids = torch.cat([boxes, boxes[dup]]), torch.cat([ids, ids[dup]])
-                mask[:] = True
-            else:
-                boxes = torch.cat([boxes, torch.zeros(K - n, 4)])
-                ids = torch.cat([ids, torch.full((K - n,), -1, dtype=torch.long)])
-        return boxes.float(), ids.long(), mask
-
-    @staticmethod
-    def _jitter(boxes: Tensor, spec: BoxViewSpec, W: int, H: int) -> Tensor:
-        if spec.box_jitter <= 0 or not len(boxes):
-            return boxes
-        r = spec.box_jitter
-        wh = boxes[:, 2:] - boxes[:, :2]
-        apply = (torch.rand(len(boxes)) < spec.box_jitter_p)[:, None]
-        xy = boxes[:, :2] + (torch.rand(len(boxes), 2) * 2 - 1) * r * wh
-        new_wh = wh * (1 + (torch.rand(len(boxes), 2) * 2 - 1) * r)
-        jittered = torch.cat([xy, xy + new_wh], dim=1)
-        jittered[:, 0::2] = jittered[:, 0::2].clamp(0, W)
-        jittered[:, 1::2] = jittered[:, 1::2].clamp(0, H)
-        return torch.where(apply, jittered, boxes)
-
     @staticmethod
     def _geometry(
         img: Tensor, boxes: Tensor, crop: Tensor, flip: bool, spec: BoxViewSpec, hw: tuple[int, int]
@@ -537,11 +303,6 @@ class BoxAwareViews:
             pix, bb = TF.horizontal_flip(pix), TF.horizontal_flip(bb)
         bb = TF.clamp_bounding_boxes(bb)
         return pix, bb.as_subclass(Tensor).float()
-
-    @staticmethod
-    def _resize_boxes(boxes: Tensor, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> Tensor:
-        bb = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=src_hw)
-        return TF.resize(bb, list(dst_hw)).as_subclass(Tensor).float()
 
     def _overlaps(self, crops: Tensor, flips: Tensor) -> tuple[Tensor, Tensor]:
         overlap = torch.stack([
