@@ -32,6 +32,7 @@ per sample, so views are reproducible and independent of the number of loader wo
 
 Modules, one job each: :mod:`~objssl.data.views.view_spec` (one view's geometry and colour),
 :mod:`~objssl.data.views.presets` (the method rules and the batch fields they provide),
+:mod:`~objssl.data.views.crops` (each view's crop and the overlap rule),
 :mod:`~objssl.data.views.box_geometry` (intersections, visibility, jitter, top-up, overlap boxes),
 :mod:`~objssl.data.views.box_selection` (the ``K`` boxes, fallbacks, padding),
 :mod:`~objssl.data.views.events` (the counted fallbacks) and

@@ -12,20 +12,14 @@ import torch
 from PIL import Image
 from torch import Tensor
 from torchvision import tv_tensors
-from torchvision.ops import box_area
-from torchvision.transforms import InterpolationMode, RandomResizedCrop
+from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from objssl.data.transforms import IMAGENET_MEAN, IMAGENET_STD, photometric_transform
-from objssl.data.views.box_geometry import (
-    intersect,
-    jitter_boxes,
-    overlap_in_view,
-    resize_boxes,
-    visible_in_crops,
-)
+from objssl.data.views.box_geometry import jitter_boxes, overlap_in_view, resize_boxes, visible_in_crops
 from objssl.data.views.box_selection import select_boxes
+from objssl.data.views.crops import draw_crops, overlap_ok
 from objssl.data.views.events import STAT_KEYS
 from objssl.data.views.presets import preset_kwargs, provided_fields
 from objssl.data.views.view_spec import BoxViewSpec
@@ -164,47 +158,6 @@ class BoxAwareViews:
             boxes = self.box_filter(boxes, wh)
         return boxes
 
-    def _draw_crop(self, spec: BoxViewSpec, img: Tensor) -> Tensor:
-        h, w = img.shape[-2:]
-        if spec.crop == "whole":
-            return torch.tensor([0.0, 0.0, float(w), float(h)])
-        top, left, ch, cw = RandomResizedCrop.get_params(img, list(spec.scale), list(spec.ratio))
-        return torch.tensor([float(left), float(top), float(left + cw), float(top + ch)])
-
-    def _draw_crop_inside(self, spec: BoxViewSpec, region: Tensor) -> Tensor:
-        """A random resized crop of the rectangle ``region`` (so it overlaps it fully)."""
-        x1, y1, x2, y2 = (int(round(float(v))) for v in region)
-        dummy = torch.empty(1, max(1, y2 - y1), max(1, x2 - x1))
-        top, left, ch, cw = RandomResizedCrop.get_params(dummy, list(spec.scale), list(spec.ratio))
-        return torch.tensor([float(x1 + left), float(y1 + top), float(x1 + left + cw), float(y1 + top + ch)])
-
-    def _draw_crops(self, img: Tensor, first: Tensor | None, *, second_inside_first: bool = False) -> Tensor:
-        """``[V, 4]`` crop rectangles: ``same:J`` views copy view J, view 0 is ``first`` when given, view 1
-        is drawn inside view 0 with ``second_inside_first``, the rest are drawn afresh."""
-        crops = torch.zeros(len(self.views), 4)
-        for v, spec in enumerate(self.views):
-            j = spec.source_view()
-            if j is not None:
-                crops[v] = crops[j]
-            elif v == 0 and first is not None:
-                crops[v] = first
-            elif v == 1 and second_inside_first:
-                crops[v] = self._draw_crop_inside(spec, crops[0])
-            else:
-                crops[v] = self._draw_crop(spec, img)
-        return crops
-
-    def _overlap_ok(self, crops: Tensor) -> bool:
-        if len(crops) < 2 or (self.min_overlap_frac <= 0 and self.min_overlap_side <= 0):
-            return True
-        inter = intersect(crops[0], crops[1])
-        iw, ih = float(inter[2] - inter[0]), float(inter[3] - inter[1])
-        if iw <= 0 or ih <= 0:
-            return False
-        if iw * ih < self.min_overlap_frac * float(box_area(crops[1:2])[0]):
-            return False
-        return min(iw, ih) >= self.min_overlap_side
-
     # ------------------------------------------------------------------------------ call
     def __call__(self, image: Any, meta: dict | None = None, boxes: Tensor | None = None) -> dict[str, Any]:
         img = TF.pil_to_tensor(image) if isinstance(image, Image.Image) else torch.as_tensor(image)
@@ -223,10 +176,10 @@ class BoxAwareViews:
         best: tuple[int, Tensor, Tensor] | None = None
         first: Tensor | None = None  # view 0's crop, kept across tries with keep_first_crop
         for _ in range(self.max_tries):
-            crops = self._draw_crops(img, first)
+            crops = draw_crops(self.views, img, first)
             if self.keep_first_crop:
                 first = crops[0].clone()
-            if not self._overlap_ok(crops):
+            if not overlap_ok(crops, self.min_overlap_frac, self.min_overlap_side):
                 continue
             visible = visible_in_crops(props, crops, carriers, self.min_visible)
             score = int(visible.sum())
@@ -238,7 +191,7 @@ class BoxAwareViews:
             self._event(events, "tries_exhausted", f"no crop set met the rules in {self.max_tries} tries")
         if best is None:  # no overlapping pair at all: re-draw view 1 inside view 0
             self._event(events, "overlap_resampled", "views 0 and 1 did not overlap; view 1 re-drawn inside view 0")
-            crops = self._draw_crops(img, first, second_inside_first=True)
+            crops = draw_crops(self.views, img, first, second_inside_first=True)
             best = (0, crops, visible_in_crops(props, crops, carriers, self.min_visible))
         _, crops, visible = best
         flips = torch.zeros(V, dtype=torch.bool)
