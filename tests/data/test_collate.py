@@ -1,14 +1,13 @@
-"""Batching box-aware samples and the RoI form torchvision.ops.roi_align takes."""
+"""Batching box-aware samples (and the batch totals of their counted fallbacks)."""
 
 from dataclasses import replace
 
 import pytest
 import torch
 from torch.utils.data import DataLoader
-from torchvision.ops import roi_align
 
 from objssl.data import demo_images, load_rgb
-from objssl.data.collate import boxes_to_rois, collate_views, rois_to_boxes
+from objssl.data.collate import collate_views
 from objssl.data.dataset import ImageDataset
 from objssl.data.views import STAT_KEYS, VIEW_PRESETS, BoxAwareViews
 from objssl.proposals import ProposalCache, RandomSource, build_cache
@@ -42,26 +41,6 @@ def test_every_preset_through_dataset_loader_and_collate(name, cache):
         for b, i in enumerate(batch["index"].tolist()):
             ids = batch["box_ids"][b][batch["box_ids"][b] >= 0]
             assert (ids < len(cache.boxes(i))).all()
-
-
-def test_boxes_to_rois_feeds_roi_align_like_per_image_crops():
-    torch.manual_seed(0)
-    feats = torch.randn(2, 4, 16, 16)
-    boxes = torch.tensor([[[0, 0, 8, 8], [4, 4, 12, 16], [0, 0, 0, 0]],
-                          [[2, 2, 6, 10], [0, 0, 0, 0], [0, 0, 0, 0]]], dtype=torch.float32)
-    mask = torch.tensor([[True, True, False], [True, False, False]])
-    rois = boxes_to_rois(boxes, mask)
-    assert rois.shape == (3, 5) and rois[:, 0].tolist() == [0, 0, 1]
-    pooled = roi_align(feats, rois, output_size=2, aligned=True)
-    per_image = roi_align(feats, [boxes[0][mask[0]], boxes[1][mask[1]]], output_size=2, aligned=True)
-    torch.testing.assert_close(pooled, per_image)
-    back, back_mask = rois_to_boxes(rois, 2, 3)
-    assert torch.equal(back_mask, mask) and torch.equal(back * mask[..., None], boxes * mask[..., None])
-    assert boxes_to_rois(boxes).shape == (6, 5)
-    with pytest.raises(ValueError, match="more than k=1"):
-        rois_to_boxes(rois, 2, 1)
-    with pytest.raises(ValueError, match=r"\[B, K, 4\]"):
-        boxes_to_rois(boxes[0])
 
 
 def test_collate_rejects_mismatched_samples():
