@@ -1,8 +1,149 @@
-"""Shared fixtures: real photos on disk and a tiny, fast training config."""
+"""Shared fixtures (real photos on disk, a tiny training config) and the rule for optional extras.
+
+Optional extras: a test that needs one is marked with its name (``@pytest.mark.d2``, ``mmseg``,
+``ss``, ``faiss``; see :data:`EXTRAS`), or calls the ``require_extra`` fixture; it is skipped,
+with the install command as the reason, when the extra is missing. A test that needs a CUDA device
+is marked ``gpu`` (and skips itself without one).
+
+With ``OBJSSL_REQUIRE_EXTRAS=1`` (CI sets it: .ci/run) no test may skip except for a missing GPU:
+every other skip, whatever raised it (the markers above, ``skipif``, ``pytest.skip``,
+``importorskip``, a module-level skip, a fixture such as labelme's examples), is reported as a
+failure naming the reason. The project's tests only skip for a missing extra or GPU, so CI cannot
+pass by leaving a required part untested.
+"""
+
+import importlib.util
+import os
+import re
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 from PIL import Image
+
+REQUIRE_EXTRAS_ENV = "OBJSSL_REQUIRE_EXTRAS"
+
+#: a skip whose reason says this is a GPU skip (these stay skips under OBJSSL_REQUIRE_EXTRAS=1)
+_GPU_REASON = re.compile(r"\b(CUDA|GPU)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Extra:
+    """An optional extra: the modules it provides and how to install it."""
+
+    modules: tuple[str, ...]
+    install: str
+
+    def missing(self) -> str | None:
+        """Why the extra cannot be used here, or None when it can."""
+        absent = [m for m in self.modules if importlib.util.find_spec(m) is None]
+        return f"{', '.join(absent)} not installed" if absent else None
+
+
+class SelectiveSearchExtra(Extra):
+    """opencv-contrib's selective search: a plain opencv-python installed over it keeps ``cv2`` but
+    loses ``cv2.ximgproc``, so the factory itself is checked."""
+
+    def missing(self) -> str | None:
+        reason = super().missing()
+        if reason:
+            return reason
+        import cv2
+
+        ximgproc = getattr(getattr(cv2, "ximgproc", None), "segmentation", None)
+        if not callable(getattr(ximgproc, "createSelectiveSearchSegmentation", None)):
+            return "cv2.ximgproc.segmentation.createSelectiveSearchSegmentation is missing (opencv-contrib)"
+        return None
+
+
+#: marker name -> the optional extra a test marked with it needs
+EXTRAS: dict[str, Extra] = {
+    "d2": Extra(("detectron2",), "bash transfer/install.sh d2 (objssl[d2])"),
+    "mmseg": Extra(("mmseg", "mmengine", "mmcv"), "bash transfer/install.sh mmseg (objssl[mmseg])"),
+    "ss": SelectiveSearchExtra(("cv2", "objssl_selective_search"),
+                               "pip install objssl[ss] -e plugins/objssl-selective-search"),
+    "faiss": Extra(("faiss",), "pip install objssl[faiss]"),
+}
+
+
+def skip_unless_extra(name: str) -> None:
+    """Skip the running test when optional extra ``name`` (a key of :data:`EXTRAS`) is missing."""
+    if name not in EXTRAS:
+        raise KeyError(f"unknown optional extra {name!r}; known: {', '.join(sorted(EXTRAS))}")
+    extra = EXTRAS[name]
+    reason = extra.missing()
+    if reason:
+        pytest.skip(f"needs the optional extra {name!r} ({reason}): {extra.install}")
+
+
+class RequireExtras:
+    """Under ``OBJSSL_REQUIRE_EXTRAS=1``: a skip other than a GPU skip is a failure.
+
+    Registered as a plugin (not as conftest hooks) so that it sees every test of the session,
+    plugins/*/tests included, not only those under tests/.
+    """
+
+    @staticmethod
+    def _reason(report) -> str:
+        lr = report.longrepr
+        reason = str(lr[2] if isinstance(lr, tuple) and len(lr) == 3 else lr)
+        return reason.removeprefix("Skipped: ")
+
+    def _fail(self, report, reason: str) -> None:
+        report.outcome = "failed"
+        report.longrepr = (f"{REQUIRE_EXTRAS_ENV}=1: skipping is not allowed (only a missing GPU may skip); "
+                           f"skip reason: {reason}")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        report = yield
+        if report.skipped and not hasattr(report, "wasxfail"):
+            reason = self._reason(report)
+            if item.get_closest_marker("gpu") is None and not _GPU_REASON.search(reason):
+                self._fail(report, reason)
+        return report
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_make_collect_report(self, collector):
+        report = yield
+        if report.skipped:  # a module-level skip or importorskip
+            reason = self._reason(report)
+            if not _GPU_REASON.search(reason):
+                self._fail(report, reason)
+        return report
+
+
+class ExtraMarkers:
+    """Skips a test marked with an extra's name (or ``gpu``) when that extra (a CUDA device) is missing."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item):
+        for name in EXTRAS:
+            if item.get_closest_marker(name) is not None:
+                skip_unless_extra(name)
+        if item.get_closest_marker("gpu") is not None:
+            import torch
+
+            if not torch.cuda.is_available():
+                pytest.skip("needs a CUDA device")
+
+
+def pytest_configure(config):
+    for name, extra in EXTRAS.items():
+        config.addinivalue_line("markers", f"{name}: needs the optional extra {name!r} ({extra.install})")
+    config.addinivalue_line("markers", "gpu: needs a CUDA device")
+    # plugins, not conftest hooks: these apply to every test of the session (plugins/*/tests too)
+    if not config.pluginmanager.has_plugin("objssl-extra-markers"):
+        config.pluginmanager.register(ExtraMarkers(), "objssl-extra-markers")
+    if os.environ.get(REQUIRE_EXTRAS_ENV) == "1" and not config.pluginmanager.has_plugin("objssl-require-extras"):
+        config.pluginmanager.register(RequireExtras(), "objssl-require-extras")
+
+
+@pytest.fixture
+def require_extra():
+    """``require_extra(name)``: skip this test unless optional extra ``name`` is installed (for a need
+    found at run time; otherwise mark the test ``@pytest.mark.<name>``)."""
+    return skip_unless_extra
 
 
 @pytest.fixture(scope="session")

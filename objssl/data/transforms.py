@@ -1,6 +1,6 @@
 """Image-level view augmentations on ``torchvision.transforms.v2`` (BYOL family).
 
-Parameters follow METHODS.md (ORL stage 1 / BYOL, §1.5): RandomResizedCrop 224 with scale
+Parameters follow BYOL as used by ORL's stage 1 (see docs/methods.md): RandomResizedCrop 224 with scale
 (0.08, 1) and bilinear resizing, horizontal flip 0.5, ColorJitter(0.4, 0.4, 0.2, 0.1) with p 0.8,
 grayscale 0.2, Gaussian blur σ ~ U(0.1, 2) with p 1.0 (view 1) / 0.1 (view 2), solarize at 128 with
 p 0 (view 1) / 0.2 (view 2), ImageNet normalisation.
@@ -26,6 +26,7 @@ __all__ = [
     "image_view_transform",
     "MultiViewTransform",
     "BYOL_VIEWS",
+    "MULTI_VIEW_PROVIDES",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -49,7 +50,7 @@ class ViewAugmentation:
     interpolation: str = "bilinear"
 
 
-#: BYOL's two asymmetric views (ORL stage 1 / METHODS.md §1.5)
+#: BYOL's two asymmetric views (ORL stage 1; see docs/methods.md)
 BYOL_VIEWS = (
     ViewAugmentation(blur_p=1.0, solarize_p=0.0),
     ViewAugmentation(blur_p=0.1, solarize_p=0.2),
@@ -97,8 +98,14 @@ def image_view_transform(aug: ViewAugmentation) -> v2.Transform:
     )
 
 
+#: the batch fields :class:`MultiViewTransform` provides (cf. :func:`objssl.data.views.preset_provides`)
+MULTI_VIEW_PROVIDES: frozenset[str] = frozenset({"views"})
+
+
 class MultiViewTransform:
     """One transform per view of the same image: ``image → {"views": [Tensor[3, H, W], ...]}``."""
+
+    provides = MULTI_VIEW_PROVIDES
 
     def __init__(self, transforms: Sequence[Callable[[object], Tensor]]) -> None:
         self.transforms = list(transforms)

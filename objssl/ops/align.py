@@ -29,7 +29,7 @@ def align_to_overlap(maps: Tensor, boxes: Tensor, flips: Tensor, view_size: tupl
         raise ValueError(f"align_to_overlap: boxes must be [{B}, 4], got {tuple(boxes.shape)}")
     # box coordinates in map cells; x and y may scale differently for non-square views
     scale = boxes.new_tensor([w / view_size[1], h / view_size[0], w / view_size[1], h / view_size[0]])
-    rois = torch.cat([torch.arange(B, device=maps.device, dtype=boxes.dtype)[:, None], boxes * scale], dim=1)
-    aligned = roi_align(maps, rois.to(maps.dtype), output_size=(h, w), spatial_scale=1.0, aligned=True)
+    per_image = list((boxes * scale).to(maps.dtype).unsqueeze(1))  # one [1, 4] box per map
+    aligned = roi_align(maps, per_image, output_size=(h, w), spatial_scale=1.0, aligned=True)
     flips = flips.to(device=maps.device, dtype=torch.bool).view(B, 1, 1, 1)
     return torch.where(flips, aligned.flip(-1), aligned)

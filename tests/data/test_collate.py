@@ -1,12 +1,13 @@
-"""Batching box-aware samples and the RoI form torchvision.ops.roi_align takes."""
+"""Batching box-aware samples (and the batch totals of their counted fallbacks)."""
+
+from dataclasses import replace
 
 import pytest
 import torch
 from torch.utils.data import DataLoader
-from torchvision.ops import roi_align
 
-from objssl.data import demo_images
-from objssl.data.collate import boxes_to_rois, collate_views, rois_to_boxes
+from objssl.data import demo_images, load_rgb
+from objssl.data.collate import collate_views
 from objssl.data.dataset import ImageDataset
 from objssl.data.views import STAT_KEYS, VIEW_PRESETS, BoxAwareViews
 from objssl.proposals import ProposalCache, RandomSource, build_cache
@@ -42,26 +43,6 @@ def test_every_preset_through_dataset_loader_and_collate(name, cache):
             assert (ids < len(cache.boxes(i))).all()
 
 
-def test_boxes_to_rois_feeds_roi_align_like_per_image_crops():
-    torch.manual_seed(0)
-    feats = torch.randn(2, 4, 16, 16)
-    boxes = torch.tensor([[[0, 0, 8, 8], [4, 4, 12, 16], [0, 0, 0, 0]],
-                          [[2, 2, 6, 10], [0, 0, 0, 0], [0, 0, 0, 0]]], dtype=torch.float32)
-    mask = torch.tensor([[True, True, False], [True, False, False]])
-    rois = boxes_to_rois(boxes, mask)
-    assert rois.shape == (3, 5) and rois[:, 0].tolist() == [0, 0, 1]
-    pooled = roi_align(feats, rois, output_size=2, aligned=True)
-    per_image = roi_align(feats, [boxes[0][mask[0]], boxes[1][mask[1]]], output_size=2, aligned=True)
-    torch.testing.assert_close(pooled, per_image)
-    back, back_mask = rois_to_boxes(rois, 2, 3)
-    assert torch.equal(back_mask, mask) and torch.equal(back * mask[..., None], boxes * mask[..., None])
-    assert boxes_to_rois(boxes).shape == (6, 5)
-    with pytest.raises(ValueError, match="more than k=1"):
-        rois_to_boxes(rois, 2, 1)
-    with pytest.raises(ValueError, match=r"\[B, K, 4\]"):
-        boxes_to_rois(boxes[0])
-
-
 def test_collate_rejects_mismatched_samples():
     a = {"views": [torch.zeros(3, 8, 8)], "boxes": [torch.zeros(4, 4)], "box_mask": torch.ones(4, dtype=torch.bool)}
     b = {"views": [torch.zeros(3, 8, 8)], "boxes": [torch.zeros(2, 4)], "box_mask": torch.ones(2, dtype=torch.bool)}
@@ -90,3 +71,61 @@ def test_collate_keeps_default_collate_for_other_keys():
     other = dict(samples[0], views=[torch.zeros(3, 4, 4), torch.zeros(3, 3, 3)])
     with pytest.raises(ValueError, match=r"views\[1\] differs in size"):
         collate_views([samples[0], other])
+
+
+def test_collate_sums_view_events_into_counters():
+    """Two images without proposals and one with: SoCo counts no_proposals twice and falls back to
+    the whole shared region for exactly those two."""
+    views = BoxAwareViews.from_preset("soco", size=48)
+    photo = load_rgb(demo_images()[2])
+    w, h = photo.size
+    boxes = torch.tensor([[0.0, 0.0, w, h], [w / 4, h / 4, 3 * w / 4, 3 * h / 4]])  # the first is in every view
+    samples = []
+    for seed, b in enumerate([None, boxes, None]):
+        torch.manual_seed(seed)
+        samples.append(views(photo, boxes=b))
+    batch = collate_views(samples)
+    assert set(batch["counters"]) == {f"views/{k}" for k in STAT_KEYS}
+    for i, key in enumerate(STAT_KEYS):
+        total = batch["counters"][f"views/{key}"]
+        assert total.dtype == torch.long and total.ndim == 0
+        assert int(total) == sum(int(s["view_events"][i]) for s in samples)
+    assert int(batch["counters"]["views/no_proposals"]) == 2
+    assert int(batch["counters"]["views/fallback_whole"]) == 2
+    assert batch["view_events"].shape == (3, len(STAT_KEYS))  # the per-sample counts stay
+    bad = [dict(s, view_events=s["view_events"][:3]) for s in samples]
+    with pytest.raises(ValueError, match="view_events must be"):
+        collate_views(bad)
+
+
+def test_counters_reach_the_batch_through_loader_workers(cache):
+    """The counts come from the samples, so they survive worker processes (the transforms' own
+    ``stats`` stay in the workers)."""
+    views = BoxAwareViews.from_preset("univip", proposals=cache, size=48)
+    ds = ImageDataset(demo_images(), views)
+    loader = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=collate_views)
+    batch = next(iter(loader))
+    summed = batch["view_events"].sum(0)
+    assert [int(batch["counters"][f"views/{k}"]) for k in STAT_KEYS] == summed.tolist()
+    assert views.stats["samples"] == 0  # nothing was counted in this process
+
+
+def test_samples_without_view_events_have_no_counters():
+    samples = [{"views": [torch.zeros(3, 4, 4)], "index": i} for i in range(2)]
+    assert "counters" not in collate_views(samples)
+
+
+def test_multi_view_transform_batches_as_default_collate(photo_folder):
+    from torch.utils.data import default_collate
+
+    from objssl.data.transforms import BYOL_VIEWS, MultiViewTransform
+
+    augs = [replace(a, size=32) for a in BYOL_VIEWS]
+    ds = ImageDataset(sorted(str(p) for p in photo_folder.iterdir()), MultiViewTransform.from_augmentations(augs))
+    samples = [ds[(i, 100 + i)] for i in range(3)]
+    got, want = collate_views(samples), default_collate(samples)
+    assert got.keys() == want.keys() == {"views", "index", "skipped"}
+    assert len(got["views"]) == len(want["views"]) == 2
+    for g, w in zip(got["views"], want["views"]):
+        assert g.shape == (3, 3, 32, 32) and torch.equal(g, w)
+    assert torch.equal(got["index"], want["index"]) and torch.equal(got["skipped"], want["skipped"])

@@ -1,4 +1,4 @@
-"""BYOL's view augmentation has the exact parameters of METHODS.md §1.5."""
+"""BYOL's view augmentation has the exact parameters of BYOL (docs/methods.md)."""
 
 import torch
 from torchvision.transforms import InterpolationMode, v2

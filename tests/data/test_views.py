@@ -388,3 +388,24 @@ def test_overlap_in_view_maps_with_the_view_and_is_zero_when_disjoint():
     torch.testing.assert_close(got, torch.tensor([[50.0, 0.0, 100.0, 25.0], [0.0] * 4, [0.0, 0.0, 100.0, 50.0]]))
     flipped = overlap_in_view(crop, others[0], True, (50, 100))
     torch.testing.assert_close(flipped, torch.tensor([0.0, 0.0, 50.0, 25.0]))
+
+
+def test_presets_say_what_batch_fields_they_provide(photo, proposals):
+    from objssl.data.collate import collate_views
+    from objssl.data.transforms import MULTI_VIEW_PROVIDES, MultiViewTransform
+    from objssl.data.views import preset_provides
+    from objssl.errors import ConfigError
+
+    assert preset_provides("soco") == {"views", "boxes", "overlap"}
+    assert preset_provides("slotcon") == preset_provides("byol") == {"views", "overlap"}
+    for name in VIEW_PRESETS:
+        views = BoxAwareViews.from_preset(name, size=64)
+        assert views.provides == preset_provides(name)
+        torch.manual_seed(0)
+        batch = collate_views([views(photo, boxes=proposals)])
+        assert views.provides <= set(batch)
+        # "boxes" is only promised when there are boxes to carry
+        assert ("boxes" in views.provides) == (batch["boxes"][0].shape[1] > 0)
+    assert MultiViewTransform.provides == MULTI_VIEW_PROVIDES == {"views"}
+    with pytest.raises(ConfigError, match="no view preset 'moco'; known: byol"):
+        preset_provides("moco")

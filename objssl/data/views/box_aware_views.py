@@ -1,0 +1,269 @@
+"""The box-aware multi-view transform, :class:`BoxAwareViews` (rules and deviations: see the
+:mod:`objssl.data.views` package docstring)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision import tv_tensors
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from objssl.data.transforms import IMAGENET_MEAN, IMAGENET_STD, photometric_transform
+from objssl.data.views.box_geometry import jitter_boxes, overlap_in_view, resize_boxes, visible_in_crops
+from objssl.data.views.box_selection import select_boxes
+from objssl.data.views.crops import draw_crops, overlap_ok
+from objssl.data.views.events import STAT_KEYS
+from objssl.data.views.presets import preset_kwargs, provided_fields
+from objssl.data.views.view_spec import BoxViewSpec
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BoxAwareViews"]
+
+
+class BoxAwareViews:
+    """A dataset transform: ``(PIL image, meta) -> dict`` of V views with boxes carried through.
+
+    Args:
+        views: one :class:`BoxViewSpec` per view.
+        k: boxes per image (0: no boxes, e.g. BYOL, SlotCon).
+        min_visible: a box counts as visible in a view when ``area(box ∩ crop) / area(box)`` is at
+            least this; 0 means "intersects at all" (SoCo), 1 "fully inside" (UniVIP).
+        min_boxes: an attempt is accepted once this many boxes are visible in every view.
+        min_overlap_frac: views 0 and 1 must overlap by at least this fraction of view 1's crop area.
+        min_overlap_side: the overlap of views 0 and 1 must have both sides at least this (pixels).
+        max_tries: crop attempts before falling back (always bounded).
+        keep_first_crop: draw view 0's crop once and retry only the other views (SlotCon retries
+            view 2 against a fixed view 1, so view 1's crop distribution stays unconditioned);
+            otherwise every try redraws all views (UniVIP's scene pairs, SoCo).
+        pad: ``"duplicate"`` (repeat valid boxes, SoCo) or ``"zeros"`` (mask False) up to ``k``.
+        fallback: ``"random"`` (top up with random boxes inside the shared region, UniVIP) or
+            ``"whole"`` (the shared region as one box, SoCo) when fewer than ``min_boxes`` remain.
+        fallback_min_size: minimum side of random fallback boxes (capped by the region).
+        proposals: object with ``boxes_for(path) -> Tensor[M, 4]`` (a ProposalCache or the
+            ``precomputed`` source); otherwise boxes are passed to the call.
+        box_filter: ``(boxes, (W, H)) -> boxes`` applied to an image's proposals (e.g.
+            :func:`objssl.proposals.filters.soco_filter`).
+        normalize: ImageNet mean/std normalisation (off: float views in [0, 1]).
+
+    Output of ``views(image, meta=None, boxes=None)``:
+        ``views``: list of ``float [3, h_v, w_v]``; ``boxes``: list of ``float [K, 4]`` (xyxy in each
+        view's pixels, clipped, flipped with the view; ``[K, 4]`` zeros for views without boxes);
+        ``box_mask``: ``bool [K]``; ``box_ids``: ``long [K]`` (proposal index; -1 padding, -2-j random
+        fallback box j, -100 the whole-region fallback); ``boxes_image``: ``float [K, 4]`` in image
+        pixels; ``crops``: ``float [V, 4]`` (each view's crop in image pixels); ``flips``: ``bool [V]``;
+        ``overlap``: ``float [V, V, 4]`` (crop i ∩ crop j in view i's pixels); ``overlap_valid``:
+        ``bool [V, V]``; ``image_size``: ``long [2]`` (H, W); ``view_events``: ``long [5]``
+        (:data:`objssl.data.views.STAT_KEYS`).
+    """
+
+    wants_meta = True
+
+    def __init__(
+        self,
+        views: Sequence[BoxViewSpec],
+        *,
+        k: int = 4,
+        min_visible: float = 0.0,
+        min_boxes: int | None = None,
+        min_overlap_frac: float = 0.0,
+        min_overlap_side: float = 0.0,
+        max_tries: int = 10,
+        keep_first_crop: bool = False,
+        pad: str = "duplicate",
+        fallback: str = "random",
+        fallback_min_size: float = 32.0,
+        proposals: Any = None,
+        box_filter: Callable[[Tensor, tuple[float, float]], Tensor] | None = None,
+        normalize: bool = True,
+    ) -> None:
+        self.views = tuple(views)
+        if not self.views:
+            raise ValueError("BoxAwareViews: views must not be empty")
+        for v, spec in enumerate(self.views):
+            j = spec.source_view()
+            if spec.crop not in ("rrc", "whole") and j is None:
+                raise ValueError(f"BoxAwareViews: views[{v}].crop={spec.crop!r}; use 'rrc', 'whole' or 'same:J'")
+            if j is not None and not 0 <= j < v:
+                raise ValueError(f"BoxAwareViews: views[{v}].crop={spec.crop!r} must name an earlier view")
+        if pad not in ("duplicate", "zeros"):
+            raise ValueError(f"BoxAwareViews: pad must be 'duplicate' or 'zeros', got {pad!r}")
+        if fallback not in ("random", "whole"):
+            raise ValueError(f"BoxAwareViews: fallback must be 'random' or 'whole', got {fallback!r}")
+        if max_tries < 1:
+            raise ValueError(f"BoxAwareViews: max_tries must be >= 1, got {max_tries}")
+        if not 0 <= min_visible <= 1:
+            raise ValueError(f"BoxAwareViews: min_visible must be in [0, 1], got {min_visible}")
+        if k < 0:
+            raise ValueError(f"BoxAwareViews: k must be >= 0, got {k}")
+        self.k, self.min_visible = int(k), float(min_visible)
+        self.min_boxes = self.k if min_boxes is None else min(int(min_boxes), self.k)
+        self.min_overlap_frac, self.min_overlap_side = float(min_overlap_frac), float(min_overlap_side)
+        self.max_tries, self.pad, self.fallback = int(max_tries), pad, fallback
+        self.keep_first_crop = bool(keep_first_crop)
+        self.fallback_min_size = float(fallback_min_size)
+        self.proposals, self.box_filter, self.normalize = proposals, box_filter, normalize
+        # blur kernels follow each view's own size (~10 % of its side)
+        self._colour = [photometric_transform(replace(s.color, size=s.hw[0]), normalize=False) for s in self.views]
+        self._norm = v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+        self.stats = {key: 0 for key in ("samples", *STAT_KEYS)}
+        self._warned: set[str] = set()
+
+    @classmethod
+    def from_preset(cls, name: str, *, proposals: Any = None, **overrides: Any) -> BoxAwareViews:
+        """The views of a method (:data:`objssl.data.views.VIEW_PRESETS`), with any argument overridden.
+
+        ``size=S`` scales every view's size by ``S / 224`` (handy for small tests and demos).
+        """
+        kwargs = preset_kwargs(name)
+        size = overrides.pop("size", None)
+        if size is not None:
+            kwargs["views"] = tuple(
+                replace(s, size=max(8, round(s.hw[0] * size / 224))) for s in kwargs["views"]
+            )
+        kwargs.update(overrides)
+        return cls(proposals=proposals, **kwargs)
+
+    @property
+    def provides(self) -> frozenset[str]:
+        """The batch fields these views provide (:func:`objssl.data.views.preset_provides`)."""
+        return provided_fields(self.k)
+
+    # ---------------------------------------------------------------------------- helpers
+    def _event(self, events: list[int], key: str, message: str) -> None:
+        events[STAT_KEYS.index(key)] += 1
+        self.stats[key] += 1
+        if key not in self._warned:  # once per instance and process (each loader worker has its copy);
+            # the per-sample counts travel in sample["view_events"], so nothing is lost across workers
+            self._warned.add(key)
+            log.warning("%s (counted in view_events/%s; further cases are not logged)", message, key)
+
+    def _boxes_for(self, meta: dict | None, boxes: Tensor | None, wh: tuple[int, int]) -> Tensor:
+        if self.k == 0:
+            return torch.zeros(0, 4)
+        if boxes is None and self.proposals is not None:
+            if meta is None or "path" not in meta:
+                raise ValueError("BoxAwareViews with proposals needs meta={'path': ...} to look boxes up")
+            boxes = self.proposals.boxes_for(meta["path"])
+        boxes = torch.zeros(0, 4) if boxes is None else torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+        if self.box_filter is not None and len(boxes):
+            boxes = self.box_filter(boxes, wh)
+        return boxes
+
+    # ------------------------------------------------------------------------------ call
+    def __call__(self, image: Any, meta: dict | None = None, boxes: Tensor | None = None) -> dict[str, Any]:
+        img = TF.pil_to_tensor(image) if isinstance(image, Image.Image) else torch.as_tensor(image)
+        if img.ndim != 3 or img.shape[0] != 3:
+            raise ValueError(f"BoxAwareViews: expected an RGB image, got a tensor of shape {tuple(img.shape)}")
+        H, W = (int(s) for s in img.shape[-2:])
+        events = [0] * len(STAT_KEYS)
+        self.stats["samples"] += 1
+        props = self._boxes_for(meta, boxes, (W, H))
+        if self.k and not len(props):
+            self._event(events, "no_proposals", f"image without proposals ({(meta or {}).get('path', 'given boxes')})")
+        V = len(self.views)
+        carriers = [v for v, s in enumerate(self.views) if s.carries_boxes] if self.k else []
+
+        # 1. crops: bounded retries for the overlap rule and enough visible boxes; keep the best
+        best: tuple[int, Tensor, Tensor] | None = None
+        first: Tensor | None = None  # view 0's crop, kept across tries with keep_first_crop
+        for _ in range(self.max_tries):
+            crops = draw_crops(self.views, img, first)
+            if self.keep_first_crop:
+                first = crops[0].clone()
+            if not overlap_ok(crops, self.min_overlap_frac, self.min_overlap_side):
+                continue
+            visible = visible_in_crops(props, crops, carriers, self.min_visible)
+            score = int(visible.sum())
+            if best is None or score > best[0]:
+                best = (score, crops, visible)
+            if score >= self.min_boxes:
+                break
+        else:
+            self._event(events, "tries_exhausted", f"no crop set met the rules in {self.max_tries} tries")
+        if best is None:  # no overlapping pair at all: re-draw view 1 inside view 0
+            self._event(events, "overlap_resampled", "views 0 and 1 did not overlap; view 1 re-drawn inside view 0")
+            crops = draw_crops(self.views, img, first, second_inside_first=True)
+            best = (0, crops, visible_in_crops(props, crops, carriers, self.min_visible))
+        _, crops, visible = best
+        flips = torch.zeros(V, dtype=torch.bool)
+        for v, spec in enumerate(self.views):
+            j = spec.source_view()
+            flips[v] = flips[j] if j is not None else bool(torch.rand(()) < spec.hflip_p)
+
+        # 2. boxes: K of the visible ones, a fallback when too few, padding to K
+        sel_boxes, sel_ids, mask = select_boxes(
+            props, visible, crops, carriers, k=self.k, min_boxes=self.min_boxes, pad=self.pad,
+            fallback=self.fallback, fallback_min_size=self.fallback_min_size,
+            on_event=lambda key, message: self._event(events, key, message),
+        )
+
+        # 3. views: pixels and boxes through the same v2 calls
+        out_views: list[Tensor] = []
+        out_boxes: list[Tensor] = []
+        geometric: list[Tensor] = []  # uint8 pixels after crop/resize/flip, before colour
+        for v, spec in enumerate(self.views):
+            j = spec.source_view()
+            if j is not None:  # "view J resized": J's pixels before colour, at this size (SoCo*)
+                raw = TF.resize(geometric[j], list(spec.hw), interpolation=InterpolationMode(spec.interpolation),
+                                antialias=True)
+                vb = resize_boxes(out_boxes[j], self.views[j].hw, spec.hw)
+            else:
+                vb_img = jitter_boxes(sel_boxes, spec.box_jitter, spec.box_jitter_p, (H, W)) if self.k else sel_boxes
+                raw, vb = self._geometry(img, vb_img, crops[v], bool(flips[v]), spec, (H, W))
+            geometric.append(raw)
+            # uint8 throughout, so bicubic overshoot is already clamped before the colour ops
+            pix = self._colour[v](tv_tensors.Image(raw)).as_subclass(Tensor)
+            out_views.append(self._norm(pix) if self.normalize else pix)
+            if not spec.carries_boxes or not self.k:
+                vb = torch.zeros(self.k, 4)
+            out_boxes.append(vb * mask[:, None])
+
+        overlap, overlap_valid = self._overlaps(crops, flips)
+        return {
+            "views": out_views,
+            "boxes": out_boxes,
+            "box_mask": mask,
+            "box_ids": sel_ids,
+            "boxes_image": sel_boxes * mask[:, None],
+            "crops": crops,
+            "flips": flips,
+            "overlap": overlap,
+            "overlap_valid": overlap_valid,
+            "image_size": torch.tensor([H, W]),
+            "view_events": torch.tensor(events),
+        }
+
+    @staticmethod
+    def _geometry(
+        img: Tensor, boxes: Tensor, crop: Tensor, flip: bool, spec: BoxViewSpec, hw: tuple[int, int]
+    ) -> tuple[Tensor, Tensor]:
+        """Crop + resize + flip of the pixels and of ``boxes`` (image pixels) by the same calls."""
+        x1, y1, x2, y2 = (int(round(float(c))) for c in crop)
+        bb = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=hw)
+        interp = InterpolationMode(spec.interpolation)
+        pix = TF.resized_crop(img, y1, x1, y2 - y1, x2 - x1, list(spec.hw), interpolation=interp, antialias=True)
+        bb = TF.resized_crop(bb, y1, x1, y2 - y1, x2 - x1, list(spec.hw))
+        if flip:
+            pix, bb = TF.horizontal_flip(pix), TF.horizontal_flip(bb)
+        bb = TF.clamp_bounding_boxes(bb)
+        return pix, bb.as_subclass(Tensor).float()
+
+    def _overlaps(self, crops: Tensor, flips: Tensor) -> tuple[Tensor, Tensor]:
+        overlap = torch.stack([
+            overlap_in_view(crops[i], crops, bool(flips[i]), spec.hw) for i, spec in enumerate(self.views)
+        ])
+        valid = (overlap[..., 2] > overlap[..., 0]) & (overlap[..., 3] > overlap[..., 1])
+        return overlap, valid
+
+    def __repr__(self) -> str:
+        return (f"BoxAwareViews(views={len(self.views)}, k={self.k}, min_visible={self.min_visible}, "
+                f"max_tries={self.max_tries}, pad={self.pad!r}, fallback={self.fallback!r})")
