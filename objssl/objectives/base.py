@@ -66,6 +66,8 @@ class Objective(nn.Module):
     shared_group: ClassVar[str | None] = None
     shared_target_heads: ClassVar[tuple[str, ...]] = ()
     shared_args: ClassVar[tuple[str, ...]] = ()
+    #: what it reads from the backbone, in words (``objssl list objectives``)
+    reads: ClassVar[str] = ""
     #: the key its loss is logged under when a method has several terms
     loss_key: ClassVar[str | None] = None
 
@@ -91,11 +93,9 @@ class Objective(nn.Module):
     @classmethod
     def describe(cls) -> str:
         """One line: what it needs (``objssl list objectives``)."""
-        backbone = ["pooled vector"] if cls.pooled else []
-        backbone += ["FPN neck"] if cls.fpn else []
         parts = [f"needs {', '.join(sorted(cls.needs))}", f">= {cls.min_views} views" + (" (uses all)" if cls.all_views else "")]
-        if backbone:
-            parts.append(f"backbone: {', '.join(backbone)}")
+        if cls.reads:
+            parts.append(f"backbone: {cls.reads}")
         return "; ".join(parts)
 
     def forward(self, batch: Mapping[str, Any], feats: Any) -> dict[str, Tensor]:

@@ -26,6 +26,7 @@ class BYOLGlobal(Objective):
     name = "byol_global"
     needs = frozenset({"views"})
     pooled = True
+    reads = "pooled vector"
     target_heads = ("projector",)
 
     def __init__(self, *, proj_hidden_dim: int = 4096, proj_dim: int = 256, pred_hidden_dim: int = 4096,

@@ -36,6 +36,7 @@ class SlotConHeads(Objective):
 
     needs = frozenset({"views", "overlap"})
     shared_group = GROUP
+    reads = "the deepest map"
     shared_target_heads = ("projector", "grouping")
     shared_args = ("num_prototypes", "proj_hidden_dim", "proj_dim", "head_norm", "teacher_temp")
 

@@ -54,6 +54,7 @@ class SoCoBoxes(Objective):
     needs = frozenset({"views", "boxes"})
     all_views = True
     fpn = True
+    reads = "c2..c5 through the shared FPN neck"
     target_heads = ("box_head", "projector")
 
     def __init__(self, *, fpn_channels: int = 256, norm: str = "bn", box_fc_dim: int = 1024,

@@ -32,6 +32,7 @@ class SoCoC4Boxes(Objective):
     name = "soco_c4_boxes"
     needs = frozenset({"views", "boxes"})
     all_views = True
+    reads = "c4 (the image stops there), the last stage on each box"
     target_heads = ("projector",)
 
     def __init__(self, *, proj_hidden_dim: int = 4096, proj_dim: int = 256) -> None:
