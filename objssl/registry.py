@@ -2,8 +2,8 @@
 
 A :class:`Registry` maps names to objects (classes or factory functions). The same class serves
 backbones, necks, heads, losses, objective terms, methods, exporters and proposal sources; registries
-that name an entry-point group (``objssl.proposals``, ``objssl.methods``, ``objssl.objectives``) also discover objects from installed packages, lazily, the
-first time a name is looked up or listed.
+that name an entry-point group (``objssl.proposals``, ``objssl.methods``, ``objssl.objectives``) also
+discover objects from installed packages, lazily, the first time a name is looked up or listed.
 
 Rules for entry points:
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from objssl.data.views import BoxAwareViews
 from objssl.errors import ConfigError
@@ -71,6 +72,12 @@ class SlotCon(ObjectiveMethod):
         self.group_loss_weight = group_loss_weight
         self.map_name = backbone.feature_info[-1].name
         self._hparams = {"image_size": image_size}
+
+    @torch.no_grad()
+    def teacher_scores(self, x: Tensor) -> Tensor:
+        """Teacher prototype scores ``[B, K, h, w]`` (cosine) of a normalised image batch (``objssl viz slots``)."""
+        t = self.target
+        return t["slotcon"]["grouping"].scores(t["slotcon"]["projector"](t["backbone"](x).maps[self.map_name]).float())
 
     @classmethod
     def check_config(cls, method_cfg: Mapping[str, Any]) -> None:
