@@ -115,3 +115,13 @@ def test_method_transform_is_what_the_method_trains_with():
     assert soco.proposals is None  # boxes are passed per call
     with pytest.raises(ConfigError, match="image_size=7"):
         method_transform({"name": "slotcon", "image_size": 7}, {})
+
+
+def test_trainer_warns_when_proposals_are_given_to_a_method_that_reads_none(tmp_path, photo_folder, tiny_config, caplog):
+    from objssl.config import apply_overrides
+    from objssl.engine import Trainer
+
+    cfg = apply_overrides(tiny_config(tmp_path / "run", photo_folder), [f"data.proposals={tmp_path}"])
+    with caplog.at_level("WARNING", logger="objssl.train"):
+        Trainer(cfg)
+    assert any("does not read proposals" in r.getMessage() for r in caplog.records)

@@ -63,3 +63,14 @@ def test_backbone_maps_only_equal_the_full_forward():
     for name in part.maps:
         assert torch.equal(part.maps[name], full.maps[name])
     assert [f.module for f in bb.feature_info] == ["layer1", "layer2", "layer3", "layer4"]
+
+
+def test_list_objectives_prints_what_each_term_needs(capsys):
+    from objssl.cli import main
+
+    assert main(["list", "objectives"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert set(OBJECTIVES.names()) <= set(lines)
+    assert "needs boxes, views" in lines["soco_boxes"] and "FPN" in lines["soco_boxes"]
+    assert "needs overlap, views" in lines["slotcon_pixel"]
+    assert "pooled vector" in lines["byol_global"]
