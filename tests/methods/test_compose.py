@@ -97,3 +97,25 @@ def test_shared_group_arguments_given_once_apply_to_every_term():
     assert method.objectives["slotcon_pixel"].center.shape == (1, 8)
     assert method.online["slotcon_slots"]["predictor"].out_dim == 16
     assert method.weights == {"slotcon_pixel": 1.0, "slotcon_slots": 0.5}
+
+
+@pytest.mark.parametrize("method, kwargs, views, objectives", [
+    ("soco", dict(fpn_channels=16, box_fc_dim=16, proj_hidden_dim=16, proj_dim=16), "soco",
+     [{"name": "soco_boxes", "fpn_channels": 16, "box_fc_dim": 16, "proj_hidden_dim": 16, "proj_dim": 16}]),
+    ("slotcon", dict(num_prototypes=8, proj_hidden_dim=16, proj_dim=16, group_loss_weight=0.25), "slotcon",
+     [{"name": "slotcon_pixel", "weight": 0.25, "num_prototypes": 8, "proj_hidden_dim": 16, "proj_dim": 16},
+      {"name": "slotcon_slots", "weight": 0.75}]),
+])
+def test_a_paper_method_written_as_a_composition_is_the_same_model(method, kwargs, views, objectives):
+    """The named methods are term lists: composing the same terms gives the same weights and the same loss."""
+    from objssl import create_backbone, create_method
+    from objssl.methods.checks import _batch
+
+    torch.manual_seed(0)
+    named = create_method(method, create_backbone("test_resnet"), image_size=64, **kwargs)
+    torch.manual_seed(0)
+    composed = create_method("compose", create_backbone("test_resnet"), image_size=64, views=views, objectives=objectives)
+    a, b = named.state_dict(), composed.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    _, batch = _batch(frozenset({"views", "boxes", "overlap"}) if method == "soco" else frozenset({"views"}), 64)
+    torch.testing.assert_close(named(batch)["loss"], composed(batch)["loss"], rtol=0, atol=0)
