@@ -52,6 +52,41 @@ def test_v1_state_dict_renamed_by_the_table_loads_strictly(name):
     method.load_state_dict(renamed, strict=True)  # no key missing, none left over, every shape fits
 
 
+def _reference_batch(name):
+    """The batch the fixture's outputs were computed on (same seeds, same calls)."""
+    import numpy as np
+
+    from objssl.data import demo_images, load_rgb
+    from objssl.data.collate import collate_views
+    from objssl.data.dataset import ImageDataset
+    from objssl.proposals import RandomSource
+
+    torch.manual_seed(0)
+    if name == "byol":
+        return {"views": [torch.randn(4, 3, 64, 64), torch.randn(4, 3, 64, 64)]}
+    if name == "slotcon":
+        ds = ImageDataset(demo_images()[:4], BoxAwareViews.from_preset("slotcon", size=64))
+        return collate_views([ds[(i, i)] for i in range(4)])
+    views = BoxAwareViews.from_preset(name, size=64)
+    samples = []
+    for p in demo_images()[:4]:
+        img = load_rgb(p)
+        samples.append(views(img, boxes=RandomSource(n=60, scale=(0.15, 0.6))(np.array(img)).boxes))
+    return collate_views(samples)
+
+
+@pytest.mark.parametrize("name", sorted(V1["methods"]))
+def test_losses_are_those_of_the_version_1_methods(name):
+    """Same seed, same batch: the term-list methods give the numbers the pre-refactor methods gave."""
+    v1 = V1["methods"][name]
+    torch.manual_seed(0)
+    method = create_method(name, create_backbone("test_resnet"), **v1["kwargs"])
+    out = method(_reference_batch(name))
+    assert set(out) == set(v1["outputs"])
+    for key, value in v1["outputs"].items():
+        assert out[key].item() == pytest.approx(value, abs=1e-6, rel=1e-6), key
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("image_size", "abc", "method.image_size='abc': method 'byol' expects an integer"),
     ("proj_hidden_dim", 0, "method.proj_hidden_dim=0: must be positive"),
