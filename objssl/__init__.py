@@ -9,7 +9,7 @@ Importing objssl registers the built-in parts; it never imports detectron2 or mm
 
 __version__ = "0.1.0"
 
-from objssl import export, heads, losses, methods, necks, proposals  # noqa: E402,F401 - register built-ins
+from objssl import export, heads, losses, methods, necks, objectives, proposals  # noqa: E402,F401 - register built-ins
 from objssl.backbones import create_backbone  # noqa: E402
 from objssl.methods import create_method  # noqa: E402
 from objssl.registry import (  # noqa: E402
@@ -19,11 +19,12 @@ from objssl.registry import (  # noqa: E402
     LOSSES,
     METHODS,
     NECKS,
+    OBJECTIVES,
     PROPOSALS,
     Registry,
 )
 
 __all__ = [
     "__version__", "create_backbone", "create_method", "Registry",
-    "BACKBONES", "NECKS", "HEADS", "LOSSES", "METHODS", "PROPOSALS", "EXPORTERS",
+    "BACKBONES", "NECKS", "HEADS", "LOSSES", "OBJECTIVES", "METHODS", "PROPOSALS", "EXPORTERS",
 ]

@@ -1,9 +1,9 @@
 """One small generic registry, used for every kind of part.
 
 A :class:`Registry` maps names to objects (classes or factory functions). The same class serves
-backbones, necks, heads, losses, methods, exporters and proposal sources; registries that name an
-entry-point group (``objssl.proposals``) also discover objects from installed packages, lazily, the
-first time a name is looked up or listed.
+backbones, necks, heads, losses, objective terms, methods, exporters and proposal sources; registries
+that name an entry-point group (``objssl.proposals``, ``objssl.methods``, ``objssl.objectives``) also
+discover objects from installed packages, lazily, the first time a name is looked up or listed.
 
 Rules for entry points:
 
@@ -42,6 +42,7 @@ __all__ = [
     "HEADS",
     "LOSSES",
     "METHODS",
+    "OBJECTIVES",
     "PROPOSALS",
     "EXPORTERS",
 ]
@@ -200,6 +201,7 @@ BACKBONES: Registry = Registry("backbone")
 NECKS: Registry = Registry("neck")
 HEADS: Registry = Registry("head")
 LOSSES: Registry = Registry("loss")
-METHODS: Registry = Registry("method")
+METHODS: Registry = Registry("method", entry_point_group="objssl.methods")
+OBJECTIVES: Registry = Registry("objective", entry_point_group="objssl.objectives")
 PROPOSALS: Registry = Registry("proposal source", entry_point_group="objssl.proposals")
 EXPORTERS: Registry = Registry("export target")

@@ -59,12 +59,19 @@ def test_duplicate_registry_kind_rejected():
 
 def test_project_registries_hold_builtins():
     regs = all_registries()
-    for kind in ("backbone", "neck", "head", "loss", "method", "proposal source", "export target"):
+    for kind in ("backbone", "neck", "head", "loss", "objective", "method", "proposal source", "export target"):
         assert kind in regs
     assert "byol" in objssl.METHODS
     assert {"mlp", "mlp2d"} <= set(objssl.HEADS.names())
     assert "byol" in objssl.LOSSES
     assert "timm" in objssl.EXPORTERS
+    assert {"byol_global", "soco_boxes", "soco_c4_boxes", "slotcon_pixel", "slotcon_slots"} <= set(objssl.OBJECTIVES.names())
+    assert "compose" in objssl.METHODS
+
+
+def test_methods_and_objectives_come_from_entry_points():
+    assert objssl.METHODS.entry_point_group == "objssl.methods"
+    assert objssl.OBJECTIVES.entry_point_group == "objssl.objectives"
 
 
 class _FakeEP:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -37,21 +38,23 @@ class BackboneOutput(NamedTuple):
 
     Attributes:
         maps: feature maps by name (``"c2"`` .. ``"c5"``), each ``[B, C_i, H/s_i, W/s_i]``.
-        pooled: the global vector ``[B, num_features]``.
+        pooled: the global vector ``[B, num_features]`` (None when it was not asked for).
     """
 
     maps: dict[str, Tensor]
-    pooled: Tensor
+    pooled: Tensor | None
 
 
 @dataclass(frozen=True)
 class FeatureInfo:
-    """One feature map: its name, channels, stride (reduction) and timm feature index."""
+    """One feature map: its name, channels, stride (reduction), timm feature index and the timm module
+    that produces it (``"layer3"`` on a ResNet; ``""`` for the maps of a simple pyramid)."""
 
     name: str
     channels: int
     stride: int
     index: int
+    module: str = ""
 
 
 def _is_single_scale(model: nn.Module) -> bool:
@@ -170,7 +173,7 @@ class TimmBackbone(nn.Module):
         feature_info = []
         for i, stride in zip(out_indices, strides):
             name = f"c{int(round(math.log2(stride)))}" if unique else f"b{i}"
-            feature_info.append(FeatureInfo(name, int(infos[i]["num_chs"]), stride, i))
+            feature_info.append(FeatureInfo(name, int(infos[i]["num_chs"]), stride, i, str(infos[i]["module"])))
         self.pyramid: SimpleFeaturePyramid | None = None
         if simple_pyramid:
             if not self.is_single_scale:
@@ -186,8 +189,15 @@ class TimmBackbone(nn.Module):
         self.num_features: int = int(self.model.num_features)
 
     # -------------------------------------------------------------------------------------------
-    def forward(self, x: Tensor) -> BackboneOutput:
-        """``x [B, 3, H, W]`` → :class:`BackboneOutput` (maps by name, pooled ``[B, num_features]``)."""
+    def forward(self, x: Tensor, *, maps: Sequence[str] | None = None, pooled: bool = True) -> BackboneOutput:
+        """``x [B, 3, H, W]`` → :class:`BackboneOutput` (maps by name, pooled ``[B, num_features]``).
+
+        ``pooled=False`` with ``maps`` (names of :attr:`feature_info`) computes only those maps and
+        stops after the deepest of them (``forward_intermediates(stop_early=True)``): SoCo-C4 never
+        runs the last stage on the whole image.
+        """
+        if not pooled:
+            return BackboneOutput(self._maps_only(x, self.feature_info if maps is None else maps), None)
         final, inters = self.model.forward_intermediates(
             x, indices=list(self.out_indices), norm=False, output_fmt="NCHW", intermediates_only=False
         )
@@ -197,6 +207,26 @@ class TimmBackbone(nn.Module):
         else:
             maps = {f.name: t for f, t in zip(self.feature_info, inters)}
         return BackboneOutput(maps, pooled)
+
+    def _maps_only(self, x: Tensor, names: Sequence[str | FeatureInfo]) -> dict[str, Tensor]:
+        wanted = {n.name if isinstance(n, FeatureInfo) else n for n in names}
+        unknown = wanted - set(self.out_features)
+        if unknown:
+            raise ValueError(f"backbone {self.model_name!r} has no maps {sorted(unknown)} (it has {self.out_features})")
+        infos = [f for f in self.feature_info if f.name in wanted]
+        indices = sorted({f.index for f in infos})
+        inters = self.model.forward_intermediates(x, indices=indices, intermediates_only=True, stop_early=True)
+        if self.pyramid is not None:
+            return {n: t for n, t in self.pyramid(inters[-1]).items() if n in wanted}
+        by_index = dict(zip(indices, inters))
+        return {f.name: by_index[f.index] for f in infos}
+
+    def module_of(self, name: str) -> nn.Module:
+        """The timm module that produces map ``name`` (SoCo-C4 applies the last stage to RoI features)."""
+        info = next((f for f in self.feature_info if f.name == name), None)
+        if info is None or not info.module:
+            raise ValueError(f"backbone {self.model_name!r}: map {name!r} has no module of its own")
+        return self.model.get_submodule(info.module)
 
     def forward_pooled(self, x: Tensor) -> Tensor:
         """Only the pooled vector ``[B, num_features]`` (skips nothing timm computes anyway)."""

@@ -29,7 +29,6 @@ from torch.utils.data import DataLoader
 
 from objssl.backbones import create_backbone
 from objssl.config import config_to_yaml, validate_config
-from objssl.data.dataset import ImageDataset
 from objssl.data.sampler import ResumableBatchSampler
 from objssl.checkpoint import (
     find_latest_checkpoint,
@@ -62,12 +61,6 @@ def resolve_data(data_cfg: dict[str, Any]) -> list[str]:
     from objssl.data.sources import list_images
 
     return list_images(data_cfg["path"], image_root=data_cfg.get("image_root"))
-
-
-def _accepts(cls: type, name: str) -> bool:
-    import inspect
-
-    return name in inspect.signature(cls.__init__).parameters
 
 
 def _pick_device(name: str) -> torch.device:
@@ -116,8 +109,13 @@ class Trainer:
         self.out = t["out"]
         self.ckpt_dir = os.path.join(self.out, "checkpoints")
 
-        # data first: a wrong path fails here, before any model is built
+        # data first: a wrong path (or proposals not covering it) fails here, before any model is built
         self.paths = resolve_data(cfg["data"])
+        method_cls = METHODS.get(cfg["method"]["name"])
+        method_cls.check_data(self.paths, cfg)
+        if cfg["data"].get("proposals") and "proposals" not in method_cls.uses_data:
+            log.warning("data.proposals is set but method %r does not read proposals; it is ignored",
+                        cfg["method"]["name"])
         if cfg["data"].get("path") in (None, "") and t["batch_size"] > len(self.paths):
             # the bundled demo photos are a handful: shrink the batch instead of refusing to run
             per_step = self.dist.world_size * t["accum_steps"]
@@ -145,14 +143,9 @@ class Trainer:
             **(bcfg.get("kwargs") or {}),
         )
         method_kwargs = {k: v for k, v in cfg["method"].items() if k != "name"}
-        # object-level methods take the proposal cache as a constructor argument
-        if cfg["data"].get("proposals") and "proposals" not in method_kwargs and _accepts(
-            METHODS.get(cfg["method"]["name"]), "proposals"
-        ):
-            method_kwargs["proposals"] = cfg["data"]["proposals"]
         self.method = create_method(cfg["method"]["name"], backbone, **method_kwargs)
-        self.dataset = ImageDataset(self.paths, self.method.build_transform(), min_side=cfg["data"]["min_side"])
-        self.collate_fn = getattr(self.method, "collate_fn", None)
+        self.dataset = self.method.build_dataset(self.paths, cfg)
+        self.collate_fn = self.method.collate_fn
 
         self.channels_last = bool(t["channels_last"]) and self.device.type == "cuda"
         self.method.to(self.device)

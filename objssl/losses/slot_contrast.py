@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from objssl.distributed import all_gather_cat, rank_and_world
 from objssl.registry import LOSSES
 
 __all__ = ["present_slots", "slot_infonce", "SlotInfoNCELoss"]
@@ -26,7 +27,8 @@ def present_slots(scores: Tensor) -> Tensor:
 
 
 def slot_infonce(
-    queries: Tensor, query_index: Tensor, keys: Tensor, key_present: Tensor, temperature: float = 0.2
+    queries: Tensor, query_index: Tensor, keys: Tensor, key_present: Tensor, temperature: float = 0.2,
+    gather_distributed: bool = True,
 ) -> Tensor:
     """InfoNCE of query slots against the present key slots of all processes.
 
@@ -36,6 +38,7 @@ def slot_infonce(
         keys: ``[B, K, D]`` teacher slots of the other view (normalised here; no gradient).
         key_present: ``bool [B, K]``.
         temperature: τ = 0.2; the cross-entropy is multiplied by ``2τ`` as in SlotCon.
+        gather_distributed: gather keys from every process (False: this process's keys only).
 
     Returns:
         scalar (mean over this process's queries; 0 with a zero gradient if there are none).
@@ -43,15 +46,14 @@ def slot_infonce(
     The positive of query ``(b, k)`` is key ``(b, k)``, which must be present. Keys and masks are
     gathered across processes with ``all_gather`` (a single process works without torch.distributed).
     """
-    from objssl.distributed import all_gather_cat, rank_and_world
-
     B, K, D = keys.shape
     if not bool(key_present.view(-1)[query_index].all()):
         raise ValueError("slot_infonce: every query's own key (same image, same prototype) must be present")
-    rank, _ = rank_and_world()
+    gather = all_gather_cat if gather_distributed else (lambda t: t)
+    rank = rank_and_world()[0] if gather_distributed else 0
     eps = 1e-6 if queries.dtype in (torch.float16, torch.bfloat16) else 1e-12
-    all_keys = all_gather_cat(F.normalize(keys.detach().float(), dim=-1, eps=eps).reshape(B * K, D))
-    all_present = all_gather_cat(key_present.reshape(-1))
+    all_keys = gather(F.normalize(keys.detach().float(), dim=-1, eps=eps).reshape(B * K, D))
+    all_present = gather(key_present.reshape(-1))
     present_idx = torch.nonzero(all_present).reshape(-1)
     if len(query_index) == 0:
         return queries.sum() * 0.0
@@ -65,9 +67,9 @@ def slot_infonce(
 class SlotInfoNCELoss(nn.Module):
     """Module form of :func:`slot_infonce` (τ = 0.2)."""
 
-    def __init__(self, temperature: float = 0.2) -> None:
+    def __init__(self, temperature: float = 0.2, gather_distributed: bool = True) -> None:
         super().__init__()
-        self.temperature = temperature
+        self.temperature, self.gather_distributed = temperature, gather_distributed
 
     def forward(self, queries: Tensor, query_index: Tensor, keys: Tensor, key_present: Tensor) -> Tensor:
-        return slot_infonce(queries, query_index, keys, key_present, self.temperature)
+        return slot_infonce(queries, query_index, keys, key_present, self.temperature, self.gather_distributed)

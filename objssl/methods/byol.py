@@ -1,4 +1,4 @@
-"""BYOL (Grill et al., 2020): the image-level method, and ORL's stage 1.
+"""BYOL (Grill et al., 2020): the image-level method, and ORL's stage 1 — the ``byol_global`` term alone.
 
 online: backbone → projector (→4096→256) → predictor (→4096→256)
 target: EMA of backbone → projector;  loss: 2 − 2cos, symmetrised as a sum.
@@ -6,23 +6,21 @@ target: EMA of backbone → projector;  loss: 2 − 2cos, symmetrised as a sum.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
 from objssl.data.transforms import BYOL_VIEWS, MultiViewTransform, ViewAugmentation
-from objssl.heads import MLPHead
-from objssl.losses import BYOLLoss
-from objssl.methods.base import Method
+from objssl.methods.objective_method import ObjectiveMethod
+from objssl.objectives import BYOLGlobal
 from objssl.registry import METHODS
 
 __all__ = ["BYOL"]
 
 
 @METHODS.register("byol")
-class BYOL(Method):
+class BYOL(ObjectiveMethod):
     """BYOL over any backbone that returns a pooled vector.
 
     Args:
@@ -50,29 +48,14 @@ class BYOL(Method):
         base_momentum: float = 0.99,
         final_momentum: float = 1.0,
     ) -> None:
-        super().__init__(base_momentum, final_momentum)
-        self.image_size = image_size
-        self.online["backbone"] = backbone
-        self.online["projector"] = MLPHead(backbone.num_features, proj_hidden_dim, proj_dim, norm=head_norm)
-        self.online["predictor"] = MLPHead(proj_dim, pred_hidden_dim, proj_dim, norm=head_norm)
-        self.build_target(["backbone", "projector"])
-        self.criterion = BYOLLoss()
+        term = BYOLGlobal(proj_hidden_dim=proj_hidden_dim, proj_dim=proj_dim, pred_hidden_dim=pred_hidden_dim,
+                          head_norm=head_norm)
+        super().__init__(backbone, [(term, 1.0)], image_size=image_size, base_momentum=base_momentum,
+                         final_momentum=final_momentum)
+        self._hparams = {"image_size": image_size}
 
-    def build_transform(self) -> Callable[[Any], dict[str, Any]]:
-        augs = [ViewAugmentation(**{**a.__dict__, "size": self.image_size}) for a in BYOL_VIEWS]
-        return MultiViewTransform.from_augmentations(augs)
-
-    def _online(self, x: Tensor) -> Tensor:
-        return self.online["predictor"](self.online["projector"](self.online["backbone"](x).pooled))
-
-    @torch.no_grad()
-    def _target(self, x: Tensor) -> Tensor:
-        return self.target["projector"](self.target["backbone"](x).pooled)
-
-    def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        v1, v2 = batch["views"][:2]
-        # views go through separately, as in the official code: BatchNorm statistics stay per view
-        p1, p2 = self._online(v1), self._online(v2)
-        z1, z2 = self._target(v1), self._target(v2)
-        loss = self.criterion(p1, p2, z1, z2)
-        return {"loss": loss}
+    @classmethod
+    def transform_for(cls, method_cfg: Mapping[str, Any], proposals: Any = None) -> Callable[[Any], dict[str, Any]]:
+        """BYOL's two asymmetric views (:data:`objssl.data.transforms.BYOL_VIEWS`) at ``image_size``."""
+        size = cls.config_value(method_cfg, "image_size")
+        return MultiViewTransform.from_augmentations([ViewAugmentation(**{**a.__dict__, "size": size}) for a in BYOL_VIEWS])

@@ -14,14 +14,17 @@ def _method(**kw):
 def test_parts_and_eager_target():
     m = _method()
     assert isinstance(m, BYOL)
-    assert set(m.online) == {"backbone", "projector", "predictor"}
-    assert set(m.target) == {"backbone", "projector"}  # no predictor in the target
+    assert set(m.online) == {"backbone", "byol_global"}
+    assert set(m.online["byol_global"]) == {"projector", "predictor"}
+    assert set(m.target) == {"backbone", "byol_global"}
+    assert set(m.target["byol_global"]) == {"projector"}  # no predictor in the target
     keys = m.state_dict().keys()
     assert any(k.startswith("online.backbone.model.") for k in keys)
     assert any(k.startswith("target.backbone.model.") for k in keys)
     assert all(not p.requires_grad for p in m.target.parameters())
     # the target starts as an exact copy
-    for (k, a), b in zip(m.online["projector"].state_dict().items(), m.target["projector"].state_dict().values()):
+    for (k, a), b in zip(m.online["byol_global"]["projector"].state_dict().items(),
+                         m.target["byol_global"]["projector"].state_dict().values()):
         assert torch.equal(a, b), k
 
 
@@ -43,19 +46,19 @@ def test_update_target_moves_towards_online():
     before = [p.clone() for p in m.target.parameters()]
     mom = m.update_target(0, 10)
     assert mom == 0.99
-    for b, t, o in zip(before, m.target.parameters(), list(m.online["backbone"].parameters()) + list(m.online["projector"].parameters())):
+    for b, t, o in zip(before, m.target.parameters(), list(m.online["backbone"].parameters()) + list(m.online["byol_global"]["projector"].parameters())):
         torch.testing.assert_close(t, 0.99 * b + 0.01 * o)
 
 
 def test_transform_gives_two_normalised_views():
     m = _method()
     img = Image.fromarray((torch.rand(80, 120, 3) * 255).byte().numpy())
-    sample = m.build_transform()(img)
+    sample = m.build_transform({})(img)
     v1, v2 = sample["views"]
     assert v1.shape == v2.shape == (3, 64, 64) and v1.dtype == torch.float32
     assert v1.min() < 0 < v1.max()  # ImageNet-normalised
     torch.manual_seed(1)
-    a = m.build_transform()(img)["views"][0]
+    a = m.build_transform({})(img)["views"][0]
     torch.manual_seed(1)
-    b = m.build_transform()(img)["views"][0]
+    b = m.build_transform({})(img)["views"][0]
     assert torch.equal(a, b)  # all randomness comes from torch's RNG

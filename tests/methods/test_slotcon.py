@@ -18,7 +18,7 @@ SMALL = dict(num_prototypes=8, proj_hidden_dim=32, proj_dim=16, image_size=64)
 
 
 def _batch(method, n=4, seed=0):
-    ds = ImageDataset(demo_images()[:n], method.build_transform())
+    ds = ImageDataset(demo_images()[:n], method.build_transform({}))
     return collate_views([ds[(i, seed + i)] for i in range(n)])
 
 
@@ -32,25 +32,28 @@ def test_step_over_cnn_and_vit_backbones(backbone):
     assert 1 <= out["n_slots"].item() <= SMALL["num_prototypes"]
     assert out["invalid_overlaps"].item() == 0
     out["loss"].backward()
-    for part in ("backbone", "projector", "grouping", "predictor"):
-        grads = [p.grad for p in method.online[part].parameters() if p.requires_grad]
+    parts = {"backbone": method.online["backbone"], "projector": method.online["slotcon"]["projector"],
+             "grouping": method.online["slotcon"]["grouping"], "predictor": method.online["slotcon_slots"]["predictor"]}
+    for part, module in parts.items():
+        grads = [p.grad for p in module.parameters() if p.requires_grad]
         assert grads and any(g is not None and g.abs().sum() > 0 for g in grads), part
     assert all(p.grad is None for p in method.target.parameters())
-    assert set(method.target.keys()) == {"backbone", "projector", "grouping"}  # no target predictor
+    assert set(method.target.keys()) == {"backbone", "slotcon"}  # no target predictor
+    assert set(method.target["slotcon"]) == {"projector", "grouping"}
 
 
 def test_teacher_prototypes_follow_by_ema_and_center_moves():
     torch.manual_seed(0)
     method = create_method("slotcon", create_backbone("test_resnet"), **SMALL)
-    before = method.target["grouping"].prototypes.weight.clone()
-    center0 = method.pixel_loss.center.clone()
+    before = method.target["slotcon"]["grouping"].prototypes.weight.clone()
+    center0 = method.objectives["slotcon_pixel"].center.clone()
     opt = torch.optim.SGD(method.parameters(), lr=0.5)
     method(_batch(method))["loss"].backward()
     opt.step()
     m = method.update_target(0, 10)
-    online = method.online["grouping"].prototypes.weight
-    torch.testing.assert_close(method.target["grouping"].prototypes.weight, m * before + (1 - m) * online.detach())
-    assert not torch.equal(method.pixel_loss.center, center0)
+    online = method.online["slotcon"]["grouping"].prototypes.weight
+    torch.testing.assert_close(method.target["slotcon"]["grouping"].prototypes.weight, m * before + (1 - m) * online.detach())
+    assert not torch.equal(method.objectives["slotcon_pixel"].center, center0)
 
 
 def test_samples_without_overlap_never_reach_roi_align():
@@ -71,10 +74,10 @@ def test_non_finite_teacher_skips_the_center_update():
     method = create_method("slotcon", create_backbone("test_resnet"), **SMALL)
     batch = _batch(method)
     batch["views"][0][0] = float("nan")
-    center = method.pixel_loss.center.clone()
+    center = method.objectives["slotcon_pixel"].center.clone()
     out = method(batch)
     assert not torch.isfinite(out["loss"])  # the trainer skips this step
-    assert torch.equal(method.pixel_loss.center, center)
+    assert torch.equal(method.objectives["slotcon_pixel"].center, center)
 
 
 def test_cli_pretrain_logs_slots_and_exports_to_timm(tmp_path):

@@ -38,11 +38,16 @@ def test_step_over_timm_cnns(name, backbone):
     out = method(batch)
     assert torch.isfinite(out["loss"]) and out["positives_per_image"] >= 1
     out["loss"].backward()
-    trained = ["backbone", "projector", "predictor"] + (["neck", "box_head"] if name != "soco_c4" else [])
-    for part in trained:
-        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.online[part].parameters()), part
-    assert "predictor" not in method.target and all(p.grad is None for p in method.target.parameters())
-    assert set(method.target) == set(trained) - {"predictor"}
+    term = "soco_c4_boxes" if name == "soco_c4" else "soco_boxes"
+    heads = ["projector", "predictor"] + (["box_head"] if name != "soco_c4" else [])
+    trained = {"backbone": method.online["backbone"], **{h: method.online[term][h] for h in heads}}
+    if name != "soco_c4":
+        trained["neck"] = method.online["neck"]
+    for part, module in trained.items():
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()), part
+    assert "predictor" not in method.target[term] and all(p.grad is None for p in method.target.parameters())
+    assert set(method.target) == {"backbone", term} | ({"neck"} if name != "soco_c4" else set())
+    assert set(method.target[term]) == set(heads) - {"predictor"}
 
 
 def test_padding_never_reaches_the_heads():
@@ -51,7 +56,7 @@ def test_padding_never_reaches_the_heads():
     batch = _batch(method, pad="zeros")
     batch["box_mask"][:, 2:] = False  # half of the slots are padding
     rows = []
-    method.online["box_head"].register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    method.online["soco_boxes"]["box_head"].register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
     method(batch)
     used_per_view = int(batch["box_mask"].sum())
     assert rows and all(r <= used_per_view for r in rows)
@@ -66,7 +71,7 @@ def test_ema_covers_backbone_neck_and_box_head():
     opt.step()
     m = method.update_target(0, 10)
     online = method.online.state_dict()
-    for part in ("neck", "box_head"):
+    for part in ("neck", "soco_boxes.box_head"):
         key = next(k for k in before if k.startswith(part) and k.endswith("weight"))
         torch.testing.assert_close(method.target.state_dict()[key], m * before[key] + (1 - m) * online[key])
 
@@ -74,7 +79,7 @@ def test_ema_covers_backbone_neck_and_box_head():
 def test_errors_name_the_problem():
     method = create_method("soco", create_backbone("test_resnet"), **FPN_SMALL)
     with pytest.raises(ConfigError, match="data.proposals=CACHE"):
-        method.build_transform()
+        method.build_transform({"proposals": None})
     with pytest.raises(ConfigError, match="simple_pyramid"):
         create_method("soco", create_backbone("test_vit"), **FPN_SMALL)
 
