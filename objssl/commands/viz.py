@@ -21,7 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     pv = sub.add_parser("views", help="a method's views of an image side by side, one colour per box")
     pv.add_argument("image", help="image file")
-    pv.add_argument("--method", required=True, help="view preset: byol, soco, soco_star, soco_c4, slotcon, univip")
+    pv.add_argument("--method", required=True,
+                    help="a method (objssl list methods): its views exactly as it trains with them; "
+                    "or univip, whose view preset exists before its method")
     pv.add_argument("--source", default=None,
                     help="proposal source for the boxes (default: selective_search if installed, else random)")
     pv.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="source parameter")
@@ -92,22 +94,40 @@ def run_proposals(args: argparse.Namespace) -> int:
     return 0
 
 
+def _views_transform(method: str):
+    """The transform ``method`` trains with (a registered method), or the ``univip`` view preset."""
+    from objssl.data.views import VIEW_PRESETS, BoxAwareViews
+    from objssl.errors import UserError
+    from objssl.methods import method_transform
+    from objssl.registry import METHODS
+
+    if method in METHODS:
+        return method_transform({"name": method}, {"proposals": None})
+    if method in VIEW_PRESETS:
+        return BoxAwareViews.from_preset(method)
+    raise UserError(f"--method {method!r}: no such method ({', '.join(METHODS.names())}) and no view preset "
+                    f"({', '.join(sorted(VIEW_PRESETS))})")
+
+
 def run_views(args: argparse.Namespace) -> int:
     import torch
 
-    from objssl.data.views import VIEW_PRESETS, BoxAwareViews
-    from objssl.errors import UserError
+    import objssl  # noqa: F401 - registers the methods
     from objssl.registry import PROPOSALS
     from objssl.viz import box_colors, draw_boxes, save_png, side_by_side
 
-    if args.method not in VIEW_PRESETS:
-        raise UserError(f"--method {args.method!r}: no view preset; known: {', '.join(sorted(VIEW_PRESETS))}")
+    transform = _views_transform(args.method)
     image = _load(args.image)
+    torch.manual_seed(args.seed)
+    if not getattr(transform, "wants_meta", False):  # image-level views (BYOL): no boxes to draw
+        pictures = [draw_boxes(view, torch.zeros(0, 4), normalized=True) for view in transform(image)["views"]]
+        save_png(side_by_side(pictures), args.output)
+        print(f"{args.output}: {len(pictures)} {args.method} views of {args.image} (image-level, no boxes)")
+        return 0
     name = args.source or ("selective_search" if "selective_search" in PROPOSALS else "random")
     boxes = propose(_source(name, args.param), image, args.image, max_side=500)
-    views = BoxAwareViews.from_preset(args.method)
     torch.manual_seed(args.seed)
-    sample = views(image, {"index": 0, "path": args.image}, boxes=boxes)
+    sample = transform(image, {"index": 0, "path": args.image}, boxes=boxes)
     colors = box_colors(len(sample["box_mask"]))
     pictures = []
     for v, view in enumerate(sample["views"]):
@@ -137,7 +157,7 @@ def run_slots(args: argparse.Namespace) -> int:
 
     ckpt = load_checkpoint(args.checkpoint)
     method = method_from_checkpoint(ckpt)
-    if "grouping" not in method.target:
+    if not hasattr(method, "teacher_scores"):
         raise UserError(f"{args.checkpoint} is a {ckpt.get('method')!r} checkpoint; viz slots needs SlotCon's prototypes")
     paths = (list_images(args.data) if args.data else demo_images())[: args.max_images]
     scores, images, used = prototype_scores(method, paths)

@@ -19,9 +19,7 @@ __all__ = ["prototype_scores", "render_prototypes", "most_used_prototypes"]
 
 def _teacher_scores(method, x: Tensor) -> Tensor:
     """Teacher prototype scores ``[B, K, h, w]`` (cosine) of a normalised batch."""
-    t = method.target
-    feats = t["projector"](t["backbone"](x).maps[method.map_name])
-    return t["grouping"].scores(feats.float())
+    return method.teacher_scores(x)
 
 
 @torch.no_grad()

@@ -42,3 +42,21 @@ def test_viz_errors(tmp_path, capsys):
     assert "no view preset" in capsys.readouterr().err
     assert main(["viz", "proposals", str(tmp_path / "none.jpg"), "--source", "grid", "-o", str(tmp_path / "x.png")]) == 2
     assert "none.jpg" in capsys.readouterr().err
+
+
+def test_viz_views_draws_the_transform_the_method_trains_with(tmp_path, capsys):
+    """BYOL trains with its MultiViewTransform (not a box-aware preset): the PNG is exactly its views."""
+    import torch
+
+    from objssl.data.io import load_rgb
+    from objssl.methods import method_transform
+    from objssl.viz import draw_boxes, side_by_side
+
+    image = demo_images()[1]
+    out = tmp_path / "byol.png"
+    assert main(["viz", "views", image, "--method", "byol", "--seed", "3", "-o", str(out)]) == 0
+    assert "2 byol views" in capsys.readouterr().out
+    torch.manual_seed(3)
+    views = method_transform({"name": "byol"})(load_rgb(image))["views"]
+    expected = side_by_side([draw_boxes(v, torch.zeros(0, 4), normalized=True) for v in views])
+    assert np.array_equal(np.array(Image.open(out)), expected.permute(1, 2, 0).numpy())

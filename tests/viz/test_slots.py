@@ -31,8 +31,8 @@ def test_scores_are_mean_cosine_over_won_pixels(slotcon_ckpt):
 
     x = (images.float() / 255 - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
     with torch.no_grad():
-        feats = method.target["projector"](method.target["backbone"](x).maps[method.map_name])
-        dots = torch.einsum("kd,bdhw->bkhw", F.normalize(method.target["grouping"].prototypes.weight, dim=1),
+        feats = method.target["slotcon"]["projector"](method.target["backbone"](x).maps[method.map_name])
+        dots = torch.einsum("kd,bdhw->bkhw", F.normalize(method.target["slotcon"]["grouping"].prototypes.weight, dim=1),
                             F.normalize(feats, dim=1))
     won = F.one_hot(dots.argmax(1), 6).permute(0, 3, 1, 2).bool()
     for n in range(4):
