@@ -65,6 +65,7 @@ __all__ = [
     "CheckpointCorruptError",
     "CheckpointWriteError",
     "NonFiniteCheckpointError",
+    "NotAnObjsslCheckpointError",
     "atomic_save",
     "save_checkpoint",
     "find_latest_checkpoint",
@@ -142,6 +143,10 @@ class CheckpointCorruptError(CheckpointError):
 
 class CheckpointWriteError(CheckpointError):
     """Writing a checkpoint failed (disk full, permissions, ...); the earlier checkpoints are intact."""
+
+
+class NotAnObjsslCheckpointError(CheckpointError):
+    """A readable file that is not an objssl checkpoint (e.g. plain timm weights)."""
 
 
 class NonFiniteCheckpointError(CheckpointError):
@@ -225,7 +230,7 @@ def atomic_save(obj: Any, path: str, *, seal: bool = False) -> None:
             reason = f"{errno.errorcode.get(cause.errno, cause.errno)}: {cause.strerror or cause}"
         else:
             reason = _one_line(cause)
-        raise CheckpointWriteError(f"cannot write checkpoint {path!r}: {reason}; earlier checkpoints are unchanged") from exc
+        raise CheckpointWriteError(f"cannot write {path!r}: {reason} (nothing was replaced or left behind)") from exc
 
 
 def _read_seal(path: str) -> tuple[str, str] | None:
@@ -449,7 +454,7 @@ def upgrade_checkpoint(ckpt: dict[str, Any], to_version: int = NEWEST_KNOWN_VERS
 def check_checkpoint(obj: Any, path: str) -> dict[str, Any]:
     """``obj`` (read from ``path``) as an objssl checkpoint of the current layout, or a one-line error."""
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(
+        raise NotAnObjsslCheckpointError(
             f"{path!r} is not an objssl checkpoint (no format={CHECKPOINT_FORMAT!r} entry); "
             "objssl writes them as OUT/checkpoints/*.pth"
         )

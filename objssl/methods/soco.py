@@ -197,29 +197,3 @@ class SoCoC4(_BoxMethod):
         feats = roi_align(c4, rois.to(c4.dtype), 14, spatial_scale=1.0 / self.c4_stride, sampling_ratio=0, aligned=True)
         z = branch["projector"](model.get_submodule(self.res5_name)(feats).mean(dim=(2, 3)))
         return z.new_zeros(B * K, z.shape[-1]).index_copy(0, rows, z).view(B, K, -1), mask
-
-
-def _soco_parts_to_detectron2(ckpt: dict[str, Any], which: str) -> dict[str, Tensor]:
-    """SoCo's FPN and box head → detectron2 Mask R-CNN FPN keys (the official ``Head`` converter's parts)."""
-    from objssl.export.common import branch_prefix
-    from objssl.heads.roi import box_head_to_detectron2
-    from objssl.necks.fpn import fpn_to_detectron2
-
-    prefix = branch_prefix(which)
-
-    def part(name: str) -> dict[str, Tensor]:
-        head = f"{prefix}.{name}."
-        return {k[len(head):]: v for k, v in ckpt["model"].items() if k.startswith(head)}
-
-    # SoCo's FPN always runs on c2..c5, so its outputs are p2..p5 in that order
-    return {**fpn_to_detectron2(part("neck"), ["p2", "p3", "p4", "p5"]), **box_head_to_detectron2(part("box_head"))}
-
-
-def _register_exports() -> None:
-    from objssl.export.detectron2 import register_d2_part_mapper
-
-    for method in ("soco", "soco_star"):
-        register_d2_part_mapper(method)(_soco_parts_to_detectron2)
-
-
-_register_exports()
