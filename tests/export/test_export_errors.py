@@ -59,7 +59,7 @@ def test_checkpoint_without_model_or_backbone(tmp_path, capsys, to, missing):
     err = _one_line_error(capsys, str(tmp_path / "broken.pth"), "--to", to, "-o", str(tmp_path / "o.pth"))
     assert f"no '{missing}'" in err and "KeyError" not in err
     with pytest.raises(UserError, match=f"no '{missing}'"):
-        EXPORTERS.get(to)({}, str(tmp_path / "o.pth"))
+        EXPORTERS.get(to)(state, str(tmp_path / "o.pth"))
 
 
 def test_a_timm_file_is_not_an_objssl_checkpoint(tmp_path, capsys):
