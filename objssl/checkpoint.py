@@ -1,4 +1,4 @@
-"""objssl checkpoints: written atomically with a sha256 beside them, read back safely on the CPU.
+"""objssl checkpoints: written atomically with their sha256 inside, read back safely on the CPU.
 
 An objssl checkpoint is a ``torch.save`` dict::
 
@@ -28,8 +28,11 @@ What this module promises:
 * **Rotation keeps a checkpoint to resume from.** ``keep_last`` never deletes the newest checkpoint
   that verifies, even when newer ones are damaged; :func:`find_resumable_checkpoint` returns it
   together with the damaged newer ones and why.
-* **Old layouts are upgraded on load.** Checkpoints older than :data:`CHECKPOINT_VERSION` get their
-  keys renamed to the current layout (:data:`V1_TO_V2_RENAMES`); files of a newer objssl are refused.
+* **Old layouts are upgraded on load.** Checkpoints older than :data:`CHECKPOINT_VERSION` (the layout
+  this code's methods have) get their keys renamed to it (:data:`V1_TO_V2_RENAMES`), so that
+  ``--resume`` and the exporters see one layout; code written against version 2 (the detectron2
+  part mappers) reads any file through ``upgrade_checkpoint(ckpt, 2)``, a no-op on version-2 keys.
+  Files of a newer objssl (version > :data:`NEWEST_KNOWN_VERSION`) are refused.
 
 This is the bottom layer: it imports only :mod:`objssl.errors` and :mod:`objssl.fileio`.
 """
