@@ -22,7 +22,7 @@
 # * mmcv-lite pulls opencv-python, whose files replace those of opencv-contrib-python-headless and
 #   remove cv2.ximgproc (selective search): the contrib package is reinstalled last.
 # * mmcv-lite has no compiled `mmcv._ext`, which `import mmseg.models` needs; objssl registers a
-#   stand-in module (objssl/integrations/_mmcv_ext_stub.py) when objssl.integrations.mmseg is
+#   stand-in module (objssl/export/_mmcv_ext_stub.py) when objssl.integrations.mmseg is
 #   imported and the real one is missing. Nothing is written into site-packages for it.
 # * mmengine 0.10.7 calls torch.load without weights_only: with torch >= 2.6 reloading Runner
 #   checkpoints (load_from / resume) needs TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 (transfer/mmseg/train.py

@@ -2,7 +2,10 @@
 
 ``EXPORTERS`` (in :mod:`objssl.registry`) maps a target name to ``export(ckpt, out_path, *,
 which="teacher", **opts) -> ExportReport``. The detectron2 and mmseg exporters import their
-frameworks only when called.
+frameworks only when called. :func:`objssl.export.checks.check_exporter` is the contract every
+exporter meets (round trip on a real checkpoint).
+
+Layering: :mod:`objssl.integrations` imports from here, never the other way round.
 """
 
 from objssl.export.common import (

@@ -13,11 +13,9 @@ keys.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from objssl.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
@@ -28,6 +26,8 @@ __all__ = [
     "ExportReport",
     "load_checkpoint",
     "branch_prefix",
+    "checkpoint_model",
+    "backbone_name",
     "part_state_dict",
     "backbone_state_dict",
     "resnet_layout",
@@ -62,13 +62,32 @@ def branch_prefix(which: str) -> str:
         raise UserError(f"which={which!r}: choose 'teacher' or 'student'") from None
 
 
+def checkpoint_model(ckpt: Any) -> dict[str, Tensor]:
+    """``ckpt["model"]``, or a one-line error for a dict that is no objssl checkpoint."""
+    model = ckpt.get("model") if isinstance(ckpt, dict) else None
+    if not isinstance(model, dict):
+        raise UserError(
+            "not an objssl checkpoint: it has no 'model' state dict (load it with objssl.checkpoint.load_checkpoint "
+            "from OUT/checkpoints/*.pth)"
+        )
+    return model
+
+
+def backbone_name(ckpt: Any) -> str:
+    """The timm name in ``ckpt["backbone"]["name"]``, or a one-line error."""
+    backbone = ckpt.get("backbone") if isinstance(ckpt, dict) else None
+    if not isinstance(backbone, dict) or not isinstance(backbone.get("name"), str):
+        raise UserError("not an objssl checkpoint: it has no 'backbone' entry with the backbone's name")
+    return backbone["name"]
+
+
 def part_state_dict(ckpt: dict[str, Any], part: str, which: str = "teacher") -> dict[str, Tensor]:
     """Weights of one part (``"backbone"``, ``"neck"``, ``"head"``, ...) with the prefix removed.
 
     The teacher has no predictor; asking for a part the checkpoint lacks returns ``{}``.
     """
     prefix = f"{branch_prefix(which)}.{part}."
-    return {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
+    return {k[len(prefix):]: v for k, v in checkpoint_model(ckpt).items() if k.startswith(prefix)}
 
 
 def backbone_state_dict(ckpt: dict[str, Any], which: str = "teacher") -> dict[str, Tensor]:

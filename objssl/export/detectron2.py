@@ -25,15 +25,13 @@ default), so that loading reports no missing or unexpected keys. When detectron2
 ``.pkl`` files hold numpy arrays (detectron2's own format); ``.pth`` files hold tensors.
 
 Methods whose checkpoints carry detector parts (SoCo's FPN and box head) register a mapper with
-:func:`register_d2_part_mapper`; its keys are added for ``layout="fpn"``.
+:func:`objssl.export.detectron2_parts.register_d2_part_mapper`; its keys are added for ``layout="fpn"``.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -42,11 +40,16 @@ from torch import Tensor
 from objssl.errors import UserError
 from objssl.export.common import (
     ExportReport,
+    backbone_name,
     backbone_state_dict,
     branch_prefix,
     check_renamed_keys,
+    checkpoint_model,
     resnet_layout,
 )
+from objssl.export.dense_model import dense_model_on_meta
+from objssl.export.detectron2_parts import D2_PART_MAPPERS, register_d2_part_mapper
+from objssl.export.output import save_bytes_output, save_torch_output
 from objssl.registry import EXPORTERS
 
 __all__ = [
@@ -60,22 +63,6 @@ __all__ = [
 ARCHS = ("auto", "d2-resnet", "objssl")
 LAYOUTS = ("fpn", "c4")
 NORMS = ("SyncBN", "BN", "FrozenBN")
-
-#: method name → ``fn(ckpt, which) -> {detectron2 key: tensor}`` for the non-backbone parts a
-#: method pretrains (FPN laterals/outputs, box-head convs/fc), with full-model FPN-layout keys
-#: (``backbone.fpn_lateral2.weight``, ``roi_heads.box_head.conv1.weight``, ...).
-D2_PART_MAPPERS: dict[str, Callable[[dict[str, Any], str], dict[str, Tensor]]] = {}
-
-
-def register_d2_part_mapper(method: str) -> Callable:
-    """Decorator: ``@register_d2_part_mapper("soco")`` on ``fn(ckpt, which) -> {d2 key: tensor}``."""
-
-    def deco(fn: Callable[[dict[str, Any], str], dict[str, Tensor]]) -> Callable:
-        D2_PART_MAPPERS[method] = fn
-        return fn
-
-    return deco
-
 
 # ------------------------------------------------------------------------------------ ResNet
 _RESNET_KEY = re.compile(r"^(conv1|bn1|layer[1-4]\.\d+\.(conv[1-3]|bn[1-3]|downsample\.[01]))\.")
@@ -173,23 +160,18 @@ def _verify_against_detectron2(keys: dict[str, tuple[int, ...]], spec: dict[str,
 # ------------------------------------------------------------------------------------ objssl
 def _objssl_backbone_keys(name: str, layout: str, kwargs: dict[str, Any]) -> dict[str, str]:
     """timm key → detectron2 key for objssl's registered backbones (built on the meta device)."""
-    from objssl.integrations._timm_dense import TimmDenseFeatures
-
-    kwargs = {k: v for k, v in kwargs.items() if k not in ("out_indices", "pretrained_file")}
-    with torch.device("meta"):
-        if layout == "fpn":
-            kept = TimmDenseFeatures(name, **kwargs).model.state_dict()
-            return {k: "backbone.bottom_up.model." + k for k in kept}
-        full = TimmDenseFeatures(name, **kwargs)
-        if not hasattr(full.model, "layer4"):
-            raise UserError(f"layout 'c4' needs a ResNet-style model with layer4 (res5); {name!r} has none")
-        out = {}
-        for k in full.model.state_dict():
-            if k.startswith("layer4."):
-                out[k] = "roi_heads.res5." + k[len("layer4."):]
-            else:
-                out[k] = "backbone.model." + k
-        return out
+    model = dense_model_on_meta(name, kwargs)
+    if layout == "fpn":
+        return {k: "backbone.bottom_up.model." + k for k in model.state_dict()}
+    if not hasattr(model, "layer4"):
+        raise UserError(f"layout 'c4' needs a ResNet-style model with layer4 (res5); {name!r} has none")
+    out = {}
+    for k in model.state_dict():
+        if k.startswith("layer4."):
+            out[k] = "roi_heads.res5." + k[len("layer4."):]
+        else:
+            out[k] = "backbone.model." + k
+    return out
 
 
 # ------------------------------------------------------------------------------------ export
@@ -222,8 +204,8 @@ def export_detectron2(
             raise UserError(f"detectron2 export: {what}={value!r}: choose one of {', '.join(choices)}")
     if not out_path.endswith((".pkl", ".pth")):
         raise UserError(f"detectron2 export: output {out_path!r} must end in .pkl or .pth")
+    name = backbone_name(ckpt)
     sd = backbone_state_dict(ckpt, which)
-    name = ckpt.get("backbone", {}).get("name", "?")
     spec = resnet_spec(sd)
     if arch == "auto":
         arch = "d2-resnet" if spec is not None else "objssl"
@@ -268,24 +250,23 @@ def export_detectron2(
         )
     method = ckpt.get("method")
     mapper = D2_PART_MAPPERS.get(method)
-    other = sorted({k.split(".")[1] for k in ckpt["model"]
+    other = sorted({k.split(".")[1] for k in checkpoint_model(ckpt)
                     if k.startswith(branch_prefix(which) + ".") and k.split(".")[1] != "backbone"})
-    if mapper is not None and layout == "fpn":
-        extra = mapper(ckpt, which)
+    extra = mapper(ckpt, which) if mapper is not None and layout == "fpn" else {}
+    if extra:
         out.update(extra)
         report.notes.append(f"{method} parts mapped to detectron2: {len(extra)} tensors")
     elif other:
         report.notes.append(f"not exported ({which} parts without a detectron2 counterpart): {', '.join(other)}")
     out = {k: v.detach().to("cpu").contiguous() for k, v in out.items()}
     meta = {"backbone": name, "which": which, "method": method, "arch": arch, "layout": layout, "norm": norm}
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)) or ".", exist_ok=True)
     if out_path.endswith(".pkl"):
         payload = {"model": {k: v.numpy() for k, v in out.items()}, "__author__": "objssl",
                    "matching_heuristics": False, "objssl": meta}
-        with open(out_path, "wb") as f:
-            pickle.dump(payload, f)
+        save_bytes_output(pickle.dumps(payload), out_path, "detectron2 export")
     else:
-        torch.save({"model": out, "__author__": "objssl", "matching_heuristics": False, "objssl": meta}, out_path)
+        save_torch_output({"model": out, "__author__": "objssl", "matching_heuristics": False, "objssl": meta},
+                          out_path, "detectron2 export")
     report.written = sorted(out)
     report.skipped = sorted(skipped)
     report.notes.append(f"load with MODEL.WEIGHTS {out_path} (exact names; matching_heuristics off)")

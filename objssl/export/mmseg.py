@@ -17,7 +17,6 @@ config as the backbone's ``init_cfg=dict(type="Pretrained", checkpoint=OUT)`` (o
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -27,11 +26,15 @@ from torch import Tensor
 from objssl.errors import UserError
 from objssl.export.common import (
     ExportReport,
+    backbone_name,
     backbone_state_dict,
     branch_prefix,
     check_renamed_keys,
+    checkpoint_model,
     resnet_layout,
 )
+from objssl.export.dense_model import dense_model_on_meta
+from objssl.export.output import save_torch_output
 from objssl.registry import EXPORTERS
 
 __all__ = ["mmseg_resnet_spec", "timm_resnet_to_mmseg", "export_mmseg"]
@@ -81,7 +84,7 @@ def timm_resnet_to_mmseg(sd: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def _verify_against_mmseg(keys: dict[str, tuple[int, ...]], spec: dict[str, Any]) -> str:
     try:
-        from objssl.integrations import _mmcv_ext_stub
+        from objssl.export import _mmcv_ext_stub
 
         _mmcv_ext_stub.install()
         from mmseg.registry import MODELS
@@ -108,8 +111,8 @@ def export_mmseg(ckpt: dict[str, Any], out_path: str, *, which: str = "teacher",
         raise UserError(f"mmseg export: arch={arch!r}: choose one of {', '.join(ARCHS)}")
     if not out_path.endswith(".pth"):
         raise UserError(f"mmseg export: output {out_path!r} must end in .pth")
+    name = backbone_name(ckpt)
     sd = backbone_state_dict(ckpt, which)
-    name = ckpt.get("backbone", {}).get("name", "?")
     spec = mmseg_resnet_spec(sd)
     if arch == "auto":
         arch = "mmseg-resnet" if spec is not None else "objssl"
@@ -130,12 +133,7 @@ def export_mmseg(ckpt: dict[str, Any], out_path: str, *, which: str = "teacher",
         )
         report.notes.append(checked or "names not checked: mmseg is not installed here")
     else:
-        from objssl.integrations._timm_dense import TimmDenseFeatures
-
-        kwargs = {k: v for k, v in (ckpt.get("backbone", {}).get("kwargs") or {}).items()
-                  if k not in ("out_indices", "pretrained_file")}
-        with torch.device("meta"):
-            kept = set(TimmDenseFeatures(name, **kwargs).model.state_dict())
+        kept = set(dense_model_on_meta(name, ckpt["backbone"].get("kwargs")).state_dict())
         missing = sorted(kept - set(sd))
         if missing:
             raise UserError(
@@ -149,14 +147,13 @@ def export_mmseg(ckpt: dict[str, Any], out_path: str, *, which: str = "teacher",
             f"dict(type='Pretrained', checkpoint={out_path!r})) with custom_imports "
             "objssl.integrations.mmseg; skipped keys belong to layers a dense model does not use"
         )
-    other = sorted({k.split(".")[1] for k in ckpt["model"]
+    other = sorted({k.split(".")[1] for k in checkpoint_model(ckpt)
                     if k.startswith(branch_prefix(which) + ".") and k.split(".")[1] != "backbone"})
     if other:
         report.notes.append(f"not exported ({which} parts without an mmseg counterpart): {', '.join(other)}")
     out = {k: v.detach().to("cpu").contiguous() for k, v in out.items()}
     meta = {"objssl": {"backbone": name, "which": which, "method": ckpt.get("method"), "arch": arch}}
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)) or ".", exist_ok=True)
-    torch.save({"state_dict": out, "meta": meta}, out_path)
+    save_torch_output({"state_dict": out, "meta": meta}, out_path, "mmseg export")
     report.written = sorted(out)
     report.skipped = skipped
     return report

@@ -7,12 +7,10 @@ num_classes=0)``, strictly); a classifier for fine-tuning is created fresh by ti
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-import torch
-
-from objssl.export.common import ExportReport, backbone_state_dict
+from objssl.export.common import ExportReport, backbone_name, backbone_state_dict, checkpoint_model
+from objssl.export.output import save_bytes_output, save_torch_output
 from objssl.registry import EXPORTERS
 
 __all__ = ["export_timm"]
@@ -21,22 +19,22 @@ __all__ = ["export_timm"]
 @EXPORTERS.register("timm")
 def export_timm(ckpt: dict[str, Any], out_path: str, *, which: str = "teacher") -> ExportReport:
     """Write the ``which`` backbone's timm weights to ``out_path`` (``.pth`` or ``.safetensors``)."""
+    name = backbone_name(ckpt)
     sd = {k: v.detach().clone().contiguous() for k, v in backbone_state_dict(ckpt, which).items()}
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)) or ".", exist_ok=True)
     if out_path.endswith(".safetensors"):
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        save_file(sd, out_path)
+        save_bytes_output(save(sd), out_path, "timm export")
     else:
-        torch.save(sd, out_path)
+        save_torch_output(sd, out_path, "timm export")
     skipped = sorted(
-        {k.split(".")[1] for k in ckpt["model"] if not k.startswith(("online.backbone.", "target.backbone."))}
+        {k.split(".")[1] for k in checkpoint_model(ckpt) if not k.startswith(("online.backbone.", "target.backbone."))}
     )
     report = ExportReport(written=sorted(sd))
     if skipped:
         report.notes.append(f"not exported (not part of a timm backbone): {', '.join(skipped)}")
     report.notes.append(
-        f"load with timm.create_model({ckpt['backbone']['name']!r}, pretrained=True, "
+        f"load with timm.create_model({name!r}, pretrained=True, "
         f"pretrained_cfg_overlay=dict(file={out_path!r}), num_classes=0)"
     )
     return report

@@ -8,4 +8,9 @@
 
 Both load an objssl checkpoint (teacher or student backbone) directly and log a report of the
 loaded, missing, unexpected and dropped keys. Importing this package imports neither framework.
+Their framework-free core: :mod:`.dense_features` (the cut-down timm model), :mod:`.weights`
+(reading weights safely, with the report) and :mod:`.norms` (BN conversion, freezing).
+
+Layering: this package imports from :mod:`objssl.export` (the checkpoint readers, the pruning rule,
+the detectron2 part mappers); :mod:`objssl.export` never imports from here.
 """

@@ -30,7 +30,7 @@ SoCo C4 configs; empty for none).
 Loading never happens silently: the loaded / missing / unexpected / dropped keys are logged (logger
 ``objssl.integrations``) and kept as ``backbone.load_report`` (FPN: ``backbone.bottom_up``).
 Parts of the detector that a method pretrains (SoCo's FPN and box head) are loaded by
-:func:`load_objssl_parts` through :data:`objssl.export.detectron2.D2_PART_MAPPERS`.
+:func:`load_objssl_parts` through :data:`objssl.export.detectron2_parts.D2_PART_MAPPERS`.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
 from detectron2.modeling.roi_heads import Res5ROIHeads
 
 from objssl.errors import UserError
-from objssl.integrations._timm_dense import NORMS, TimmDenseFeatures, WeightsReport
+from objssl.integrations.dense_features import TimmDenseFeatures
+from objssl.integrations.norms import NORMS
+from objssl.integrations.weights import WeightsReport
 
 __all__ = [
     "ObjsslBackbone",
@@ -102,7 +104,7 @@ class ObjsslBackbone(TimmDenseFeatures, Backbone):
     """A timm model as a detectron2 :class:`Backbone` returning ``{name: [B, C, H/s, W/s]}``.
 
     Keys: ``model.<timm key>`` (and ``pyramid.*`` with a simple pyramid). See
-    :class:`~objssl.integrations._timm_dense.TimmDenseFeatures` for the arguments.
+    :class:`~objssl.integrations.dense_features.TimmDenseFeatures` for the arguments.
     """
 
     def __init__(self, model_name: str, *, out_indices: list[int] | None = None, **kwargs: Any) -> None:
@@ -225,25 +227,25 @@ def load_objssl_parts(model: nn.Module, cfg: CfgNode) -> list[str]:
     """Load the detector parts a method pretrained (FPN, box head) into a built model.
 
     Uses the mapper registered for the checkpoint's method in
-    :data:`objssl.export.detectron2.D2_PART_MAPPERS`; BYOL-like checkpoints have none, which is
+    :data:`objssl.export.detectron2_parts.D2_PART_MAPPERS`; BYOL-like checkpoints have none, which is
     logged. Shapes must match; every key is reported. Returns the model keys loaded.
     """
-    from objssl.checkpoint import load_checkpoint
-    from objssl.export.detectron2 import D2_PART_MAPPERS
+    from objssl.checkpoint import NotAnObjsslCheckpointError, load_checkpoint
+    from objssl.export.detectron2_parts import D2_PART_MAPPERS
 
     o = _objssl_cfg(cfg)
     if not o.CHECKPOINT or not str(o.CHECKPOINT):
         return []
     try:
         ckpt = load_checkpoint(o.CHECKPOINT)
-    except UserError:
+    except NotAnObjsslCheckpointError:
         return []  # a plain timm file: only a backbone, already loaded by the builder
     mapper = D2_PART_MAPPERS.get(ckpt.get("method"))
-    if mapper is None:
+    parts = mapper(ckpt, o.WHICH) if mapper is not None else {}
+    if not parts:
         logger.info("checkpoint method %r pretrains no detector parts: FPN and heads start from scratch",
                     ckpt.get("method"))
         return []
-    parts = mapper(ckpt, o.WHICH)
     target = model.state_dict()
     unknown = sorted(k for k in parts if k not in target)
     bad = sorted(k for k in parts if k in target and tuple(target[k].shape) != tuple(parts[k].shape))

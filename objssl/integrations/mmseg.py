@@ -22,7 +22,7 @@ key is reported (loaded / missing / unexpected / dropped) in the log, and a chec
 architecture is an error.
 
 mmseg 1.2.2 needs ``mmcv._ext`` (compiled ops) at import time, which ``mmcv-lite`` lacks: if it is
-missing, importing this module registers objssl's stand-in (:mod:`._mmcv_ext_stub`; its ops raise
+missing, importing this module registers objssl's stand-in (:mod:`objssl.export._mmcv_ext_stub`; its ops raise
 when called; FCN and the other plain heads call none).
 """
 
@@ -35,8 +35,9 @@ from typing import Any
 from torch import Tensor, nn
 
 from objssl.errors import UserError
-from objssl.integrations import _mmcv_ext_stub
-from objssl.integrations._timm_dense import TimmDenseFeatures, WeightsReport
+from objssl.export import _mmcv_ext_stub
+from objssl.integrations.dense_features import TimmDenseFeatures
+from objssl.integrations.weights import WeightsReport
 
 _mmcv_ext_stub.install()
 

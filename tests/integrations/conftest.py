@@ -164,6 +164,6 @@ def objssl_checkpoint(tmp_path_factory):
 
 def backbone_tensors(path: str, which: str) -> dict[str, torch.Tensor]:
     """timm-keyed backbone tensors of a checkpoint written by :func:`write_checkpoint`."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     prefix = ("target" if which == "teacher" else "online") + ".backbone.model."
     return {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}

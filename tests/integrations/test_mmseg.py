@@ -42,7 +42,7 @@ def mmseg_models():
 
 def test_objssl_imports_neither_framework():
     code = ("import sys, objssl, objssl.integrations, objssl.export; "
-            "import objssl.export.detectron2, objssl.export.mmseg, objssl.integrations._timm_dense; "
+            "import objssl.export.detectron2, objssl.export.mmseg, objssl.integrations.dense_features; "
             "bad = [m for m in ('detectron2', 'mmseg', 'mmcv', 'mmengine') if m in sys.modules]; "
             "assert not bad, bad")
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -50,7 +50,7 @@ def test_objssl_imports_neither_framework():
 
 
 def test_mmcv_ext_stand_in_only_when_missing(mmseg_models, monkeypatch):
-    from objssl.integrations import _mmcv_ext_stub
+    from objssl.export import _mmcv_ext_stub
 
     ext = sys.modules["mmcv._ext"]
     assert _mmcv_ext_stub.is_stand_in(ext)  # mmcv-lite has no compiled ops

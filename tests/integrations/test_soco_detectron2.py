@@ -59,11 +59,11 @@ def test_exported_soco_fills_backbone_fpn_and_box_head(which, soco_checkpoint, d
     state = model.state_dict()
     for k, v in exported.items():  # every pretrained tensor landed unchanged
         assert np.array_equal(state[k].numpy(), v), k
-    ckpt = torch.load(soco_checkpoint, weights_only=False)["model"]
+    ckpt = torch.load(soco_checkpoint, weights_only=True)["model"]
     branch = "target" if which == "teacher" else "online"
     assert torch.equal(state["backbone.fpn_lateral2.weight"], ckpt[f"{branch}.neck.fpn.inner_blocks.0.0.weight"])
-    assert torch.equal(state["roi_heads.box_head.fc1.weight"], ckpt[f"{branch}.box_head.fc.weight"])
-    n_parts = sum(1 for k in ckpt if k.startswith(f"{branch}.neck.") or k.startswith(f"{branch}.box_head."))
+    assert torch.equal(state["roi_heads.box_head.fc1.weight"], ckpt[f"{branch}.soco_boxes.box_head.fc.weight"])
+    n_parts = sum(1 for k in ckpt if k.startswith(f"{branch}.neck.") or k.startswith(f"{branch}.soco_boxes.box_head."))
     assert sum(1 for k in exported if not k.startswith("backbone.bottom_up.")) == n_parts  # none dropped
 
     model.train()

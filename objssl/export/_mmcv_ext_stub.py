@@ -69,7 +69,7 @@ def install() -> bool:
         raise ImportError("mmcv is not installed: bash transfer/install.sh (or pip install 'objssl[mmseg]')")
     if importlib.util.find_spec(_MODULE_NAME) is not None:
         return False
-    module = types.ModuleType(_MODULE_NAME, "objssl's stand-in for mmcv's compiled ops (see objssl.integrations._mmcv_ext_stub)")
+    module = types.ModuleType(_MODULE_NAME, "objssl's stand-in for mmcv's compiled ops (see objssl.export._mmcv_ext_stub)")
     # A spec with no loader: importlib.util.find_spec("mmcv._ext") answers instead of raising.
     module.__spec__ = importlib.machinery.ModuleSpec(_MODULE_NAME, loader=None, origin="objssl stand-in")
     module.__getattr__ = _module_getattr  # type: ignore[attr-defined]  # PEP 562 module __getattr__
