@@ -242,7 +242,8 @@ class PrecomputedSource(ProposalSource):
             self._lookup = _JsonBoxes(load_box_json(self.path), self.path)
 
     def params(self) -> dict[str, Any]:
-        return {"path": os.path.abspath(self.path)}
+        # missing changes what an unlisted image gets (no boxes instead of an error)
+        return {"path": os.path.abspath(self.path), "missing": self.missing}
 
     def boxes_for(self, path: str) -> torch.Tensor:
         """Boxes of the image at ``path`` (``float32 [K, 4]``)."""
