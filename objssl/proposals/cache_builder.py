@@ -324,7 +324,7 @@ def build_cache(
             f"finished{gave_up}: rerun `objssl proposals` with the same arguments to retry "
             "(--workers 1 shows the error of a source that crashes)"
         )
-    _finalize(out, source, keys, root, ranges, summary, build_id)
+    _finalize(out, source, keys, root, ranges, summary, build_id, imports=list(imports))
     return summary
 
 
@@ -443,6 +443,7 @@ def _finalize(
     ranges: list[tuple[int, int]],
     summary: CacheSummary,
     build_id: dict[str, Any],
+    imports: Sequence[str] = (),
 ) -> None:
     index = np.zeros((len(keys), 4), np.int64)
     sizes = np.zeros((len(keys), 2), np.int32)
@@ -473,7 +474,7 @@ def _finalize(
     write_checked_json(os.path.join(out, "meta.json"), {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "source": source.name, "source_version": source.version, "source_params": source.params(),
-        "cache_key": source.cache_key(), "build": build_id, "root": root,
+        "cache_key": source.cache_key(), "build": build_id, "root": root, "imports": list(imports),
         "num_images": len(keys), "shards": shards, "files": files,
         "summary": {
             "boxes_per_image": summary.boxes_per_image, "zero_box_images": summary.zero_box_images,

@@ -124,6 +124,7 @@ class ProposalCache:
         (rerunning it on the same folder resumes it, or adds the images ``data`` has in addition)."""
         build = self.meta.get("build", {})
         parts = ["objssl proposals", f"--source {self.source}"]
+        parts += [f"--import {m}" for m in self.meta.get("imports", [])]
         parts += [f"--param {k}={_yaml_value(v)}" for k, v in sorted(self.meta.get("source_params", {}).items())]
         parts += [f"--data {data}", f"--out {self.path}"]
         if build.get("max_side") is not None:

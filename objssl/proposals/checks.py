@@ -32,7 +32,7 @@ class ProposalSourceCheckError(AssertionError):
 
 def bundled_photos() -> list[str]:
     """The demo photos shipped inside objssl (found as package files, without importing objssl.data)."""
-    folder = resources.files("objssl").joinpath("data", "demo")
+    folder = resources.files("objssl") / "data" / "demo"
     return sorted(str(p) for p in folder.iterdir() if p.name.endswith(".jpg"))
 
 

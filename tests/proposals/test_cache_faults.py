@@ -169,6 +169,7 @@ def test_d_cli_import_registers_a_source_in_the_parent_and_the_workers(tmp_path,
     assert out.returncode == 0, out.stderr
     cache = ProposalCache(str(tmp_path / "c"))
     assert len(cache) == 8 and cache.boxes(3).tolist() == [[0, 0, 5, 5]]
+    assert cache.rebuild_command().startswith("objssl proposals --source corner_boxes --import my_sources --param size=5 ")
     out = subprocess.run(base + ["--import", "no_such_module_xyz"], capture_output=True, text=True, env=env)
     assert out.returncode == 2 and "--import no_such_module_xyz: ModuleNotFoundError" in out.stderr
 
