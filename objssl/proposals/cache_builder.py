@@ -374,6 +374,7 @@ def _compute(
         outcomes = run_isolating_crashes(
             _propose_chunk, tasks, workers=workers, initializer=_init_worker,
             initargs=(source_bytes, source.name, imports, max_side, fallback),
+            max_in_flight=2 * workers,  # one queued behind each running chunk keeps workers busy
             should_run=lambda c: chunks[c][0] not in failed_shards and crashes_in_a_row < GIVE_UP_AFTER,
         )
         for c, outcome in outcomes:
