@@ -380,7 +380,8 @@ def _compute(
         for c, outcome in outcomes:
             s = chunks[c][0]
             if isinstance(outcome, WorkerCrash):
-                log.error("a worker process died (%s) computing %s", outcome.how, shard_name(s))
+                log.warning("a worker process died (%s) computing %s; continuing with the other shards",
+                            outcome.how, shard_name(s))
                 failed_shards.add(s)
                 failed.append((s, outcome.how))
                 pending.pop(s, None)
