@@ -1,8 +1,15 @@
-"""``objssl proposals --source NAME --data PATH --out CACHE [--workers N] [--max-side S] [--param K=V]``."""
+"""``objssl proposals --source NAME --data PATH --out CACHE [--workers N] [--max-side S] [--param K=V] [--import MODULE]``."""
 
 from __future__ import annotations
 
 import argparse
+
+PARAM_HELP = (
+    "source parameter KEY=VALUE, repeatable; VALUE is read as YAML: 100 is an int, 0.5 a float, "
+    "[100, 300] a list, null None, true/false booleans (so are yes/no/on/off), anything else a "
+    "string; quote to keep a string, e.g. --param \"tag='yes'\". Unknown KEYs are refused with the "
+    "source's parameter names. Example: --param mode=quality --param max_boxes=200"
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -11,7 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="compute region proposals for a data set into a compact, resumable cache",
         description="Run a proposal source (objssl list proposals) over every image and write a "
         "proposal cache folder. Rerunning with the same arguments resumes: finished shards are "
-        "skipped. Methods read the cache with data.proposals=CACHE.",
+        "skipped, corrupt files recomputed; rerunning on a superset of the images adds the new "
+        "ones. Methods read the cache with data.proposals=CACHE.",
     )
     p.add_argument("--source", required=True, help="proposal source, e.g. selective_search, random")
     p.add_argument("--data", help="image folder, list file or COCO json (default: bundled demo photos)")
@@ -20,8 +28,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-side", type=int, default=None,
                    help="resize so the longer side is at most S before proposing (boxes are "
                         "scaled back to original pixels)")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="source parameter, e.g. --param mode=quality")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help=PARAM_HELP)
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first, in this process and in every worker (repeatable): a "
+                        "module that registers a proposal source in objssl.registry.PROPOSALS")
     p.add_argument("--shard-size", type=int, default=1000, help="images per shard (unit of resumption)")
     p.add_argument("--fallback", choices=("random", "none"), default="random",
                    help="boxes for images where the source finds none (default: random boxes)")
@@ -29,14 +39,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _import_modules(modules: list[str]) -> None:
+    import importlib
+
+    from objssl.errors import UserError
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - any failure inside the user's module
+            raise UserError(f"--import {module}: {type(exc).__name__}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from objssl.commands._options import parse_key_values
-    from objssl.data import demo_images, list_images
+    from objssl.data import demo_images
     from objssl.errors import UserError
+    from objssl.images.sources import list_images
     from objssl.proposals import build_cache, create_source
 
     if args.workers < 0:
         raise UserError(f"--workers must be >= 0, got {args.workers}")
+    _import_modules(args.imports)
     params = parse_key_values(args.param, "--param")
     try:
         source = create_source(args.source, **params)
@@ -47,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         summary = build_cache(
             source, paths, args.out, workers=args.workers, max_side=args.max_side,
             shard_size=args.shard_size, fallback=args.fallback, progress=not args.no_progress,
+            imports=args.imports,
         )
     except ValueError as exc:  # parameter checks of build_cache
         if isinstance(exc, UserError):

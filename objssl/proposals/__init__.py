@@ -1,5 +1,8 @@
 """Region proposals: the source contract, built-in sources, plugin discovery, filters and the cache.
 
+Layering: this package sits below :mod:`objssl.data` and imports nothing from it (images are read
+through :mod:`objssl.images`).
+
     from objssl.proposals import create_source
     source = create_source("selective_search", mode="fast")   # a plugin (objssl-selective-search)
     proposals = source(rgb_uint8_array)                        # Proposals(boxes=float32 [K, 4] xyxy)
@@ -10,29 +13,36 @@ Sources are found in :data:`objssl.registry.PROPOSALS`: built-ins (``random``, `
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
+from objssl.errors import ConfigError
 from objssl.proposals import builtin, filters  # noqa: F401 - registers the built-in sources
 from objssl.proposals.base import (
+    InvalidBoxesError,
     MissingProposalsError,
     Proposals,
     ProposalSource,
     check_image,
+    constructor_params,
     image_seed,
     stable_hash,
 )
 from objssl.proposals.builtin import GridSource, PrecomputedSource, RandomSource, random_boxes
-from objssl.proposals.cache import ProposalCache, ProposalCacheError, build_cache
-from objssl.proposals.lookup import missing_images, open_proposals
+from objssl.proposals.cache_builder import CacheSummary, SourceNotImportableError, build_cache
+from objssl.proposals.cache_format import ProposalCacheError
+from objssl.proposals.cache_reader import ProposalCache
+from objssl.proposals.checks import check_proposal_source
+from objssl.proposals.lookup import check_coverage, missing_images, open_proposals
 from objssl.registry import PROPOSALS, PluginLoadError
 
 __all__ = [
-    "open_proposals",
-    "missing_images",
-    "Proposals", "ProposalSource", "MissingProposalsError", "check_image", "image_seed", "stable_hash",
+    "open_proposals", "missing_images", "check_coverage",
+    "Proposals", "ProposalSource", "MissingProposalsError", "InvalidBoxesError", "check_image",
+    "image_seed", "stable_hash",
     "RandomSource", "GridSource", "PrecomputedSource", "random_boxes",
-    "ProposalCache", "ProposalCacheError", "build_cache",
-    "create_source", "describe_sources", "filters",
+    "ProposalCache", "ProposalCacheError", "CacheSummary", "SourceNotImportableError", "build_cache",
+    "create_source", "describe_sources", "check_proposal_source", "filters",
 ]
 
 
@@ -42,9 +52,22 @@ def create_source(name: str, **params: Any) -> ProposalSource:
     Raises:
         UnknownNameError: no such source (the message lists the known ones).
         PluginLoadError: the plugin providing it failed to import (the message names it).
+        ConfigError: a parameter name the source's constructor does not take (with the closest
+            valid name and all of them).
         ValueError: the source rejected ``params``.
     """
     cls = PROPOSALS.get(name)
+    accepted = constructor_params(cls) if isinstance(cls, type) else None
+    if accepted is not None:
+        for key in params:
+            if key not in accepted:
+                close = difflib.get_close_matches(key, list(accepted), n=1, cutoff=0.5)
+                hint = f"; did you mean {close[0]!r}?" if close else "."
+                valid = ", ".join(accepted) if accepted else "(none)"
+                raise ConfigError(
+                    f"proposal source {name!r}: unexpected keyword parameter {key!r}{hint} "
+                    f"Its parameters: {valid}"
+                )
     try:
         source = cls(**params)
     except TypeError as exc:  # wrong keyword: say which source and what it accepts

@@ -18,6 +18,7 @@ import torch
 
 from objssl.errors import DataError
 from objssl.proposals.base import MissingProposalsError, Proposals, ProposalSource, image_seed
+from objssl.proposals.cache_reader import ProposalCache
 from objssl.registry import PROPOSALS
 
 __all__ = ["random_boxes", "RandomSource", "GridSource", "PrecomputedSource", "load_box_json"]
@@ -236,14 +237,13 @@ class PrecomputedSource(ProposalSource):
             raise ValueError(f"precomputed proposals: missing must be 'error' or 'empty', got {missing!r}")
         self.path, self.missing = str(path), missing
         if os.path.isdir(self.path):
-            from objssl.proposals.cache import ProposalCache
-
             self._lookup = ProposalCache(self.path)
         else:
             self._lookup = _JsonBoxes(load_box_json(self.path), self.path)
 
     def params(self) -> dict[str, Any]:
-        return {"path": os.path.abspath(self.path)}
+        # missing changes what an unlisted image gets (no boxes instead of an error)
+        return {"path": os.path.abspath(self.path), "missing": self.missing}
 
     def boxes_for(self, path: str) -> torch.Tensor:
         """Boxes of the image at ``path`` (``float32 [K, 4]``)."""

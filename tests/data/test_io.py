@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from objssl.data.io import BadImageError, image_size, load_rgb, to_rgb
+from objssl.images.decode import BadImageError, image_size, load_rgb, to_rgb
 
 
 def _scene(w: int = 48, h: int = 32) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from objssl.data.sources import IMAGE_EXTENSIONS, describe_source, list_images
+from objssl.images.sources import IMAGE_EXTENSIONS, describe_source, list_images
 from objssl.errors import DataError, UserError
 
 
@@ -123,7 +123,7 @@ def test_list_file_some_missing_are_dropped_with_warning(tmp_path, caplog):
     _img(tmp_path / "a.jpg")
     lst = tmp_path / "l.txt"
     lst.write_text("a.jpg\ngone1.jpg\ngone2.jpg\n")
-    with caplog.at_level(logging.WARNING, logger="objssl.data.sources"):
+    with caplog.at_level(logging.WARNING, logger="objssl.images.sources"):
         assert list_images(lst) == [str(tmp_path / "a.jpg")]
     assert "2 of 3 images" in caplog.text and "gone1.jpg" in caplog.text
 
@@ -190,7 +190,7 @@ def test_coco_image_root_wins(tmp_path):
 def test_coco_some_missing_dropped_all_missing_error(tmp_path, caplog):
     _img(tmp_path / "val2017" / "a.jpg")
     ann = _coco(tmp_path / "annotations" / "instances_val2017.json", ["a.jpg", "b.jpg"])
-    with caplog.at_level(logging.WARNING, logger="objssl.data.sources"):
+    with caplog.at_level(logging.WARNING, logger="objssl.images.sources"):
         assert list_images(ann) == [str(tmp_path / "val2017" / "a.jpg")]
     assert "1 of 2 images" in caplog.text
 

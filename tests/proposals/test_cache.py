@@ -10,10 +10,13 @@ import torch
 from PIL import Image
 
 from objssl.cli import main
-from objssl.data import list_images, load_rgb
+from objssl.images.decode import load_rgb
+from objssl.images.sources import list_images
 from objssl.proposals import ProposalCache, ProposalCacheError, ProposalSource, Proposals, RandomSource
-from objssl.proposals import cache as cache_mod
-from objssl.proposals.cache import FLAG_EMPTY, FLAG_FALLBACK, FLAG_UNREADABLE, build_cache
+from objssl.proposals import cache_builder as cache_mod
+from objssl.proposals import cache_format
+from objssl.proposals.cache_format import FLAG_EMPTY, FLAG_FALLBACK, FLAG_UNREADABLE
+from objssl.proposals.cache_builder import build_cache
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +147,7 @@ def test_zero_box_images_get_the_documented_fallback(tmp_path, paths):
     assert s.zero_box_images == 3
     for i in range(3):
         assert cache.flags(i) == FLAG_FALLBACK
-        assert len(cache.boxes(i)) == cache_mod.FALLBACK_BOXES
+        assert len(cache.boxes(i)) == cache_format.FALLBACK_BOXES
     s = build_cache(NoBoxes(), paths[:3], str(tmp_path / "none"), fallback="none", progress=False)
     cache = ProposalCache(str(tmp_path / "none"))
     assert s.zero_box_images == 3 and cache.flags(0) == FLAG_EMPTY and cache.boxes(0).shape == (0, 4)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from objssl.data import demo_images, load_rgb
+from objssl.data import demo_images
+from objssl.images.decode import load_rgb
 from objssl.proposals import (
     GridSource,
     MissingProposalsError,

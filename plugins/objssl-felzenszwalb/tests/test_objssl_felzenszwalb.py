@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from objssl.data import demo_images, load_rgb
+from objssl.data import demo_images
+from objssl.images.decode import load_rgb
 from objssl.registry import PROPOSALS
 
 
@@ -122,3 +123,12 @@ def test_cli_lists_the_plugin_and_autoload_off_hides_it():
     key = subprocess.run([sys.executable, "-c", "import objssl_felzenszwalb as f; print(f.Felzenszwalb().cache_key())"],
                          capture_output=True, text=True, check=True).stdout.strip()
     assert key == Felzenszwalb().cache_key()
+
+
+def test_keeps_the_proposal_source_contract():
+    from objssl_felzenszwalb import Felzenszwalb
+
+    from objssl.proposals import check_proposal_source
+
+    passed = check_proposal_source(Felzenszwalb, max_side=160, other_params={"max_side": 160, "sigma": 0.5})
+    assert "cache_key parameter-sensitive" in passed and "same boxes after pickling" in passed

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from objssl.data import demo_images, load_rgb
+from objssl.data import demo_images
+from objssl.images.decode import load_rgb
 from objssl.registry import PROPOSALS
 
 try:
@@ -187,3 +188,14 @@ def test_cli_lists_and_caches_with_workers(tmp_path):
     out = subprocess.run([sys.executable, "-m", "objssl.cli", "list", "proposals"],
                          capture_output=True, text=True, env=env, check=True)
     assert "selective_search" not in out.stdout
+
+
+@needs_ss
+def test_keeps_the_proposal_source_contract():
+    from objssl_selective_search import SelectiveSearch
+
+    from objssl.proposals import check_proposal_source
+
+    # quality mode is a different key; max_side=200 keeps the two photos quick
+    passed = check_proposal_source(SelectiveSearch, max_side=200, other_params={"mode": "quality", "max_side": 200})
+    assert "cache_key parameter-sensitive" in passed and "same boxes after pickling" in passed
