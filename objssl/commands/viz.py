@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(path: str):
-    from objssl.data.io import BadImageError, load_rgb
+    from objssl.images.decode import BadImageError, load_rgb
     from objssl.errors import UserError
 
     try:

@@ -1,6 +1,6 @@
 """The unlabeled image dataset every method trains on.
 
-Images are decoded robustly (:func:`objssl.data.io.load_rgb`). A file that cannot be used (corrupt,
+Images are decoded robustly (:func:`objssl.images.decode.load_rgb`). A file that cannot be used (corrupt,
 truncated, too small) is skipped with a logged warning and replaced by the next image, so one bad
 file never stops a run; each sample reports how many files were skipped to produce it, and the
 trainer adds these up.
@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from objssl.data.io import BadImageError, load_rgb
+from objssl.images.decode import BadImageError, load_rgb
 
 __all__ = ["ImageDataset", "seeded"]
 
@@ -44,7 +44,7 @@ class ImageDataset(Dataset):
     """Images from a list of paths, passed through ``transform``.
 
     Args:
-        paths: image files (see :func:`objssl.data.sources.list_images`).
+        paths: image files (see :func:`objssl.images.sources.list_images`).
         transform: ``PIL.Image → dict`` (a method's view transform).
         min_side: images with a shorter side are skipped (counted and logged).
         max_skips: how many consecutive bad files to skip before giving up on one sample.

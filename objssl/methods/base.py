@@ -36,7 +36,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from objssl.data.collate import collate_views
-from objssl.errors import ConfigError, DataError
+from objssl.errors import ConfigError
 from objssl.methods.arguments import accepted_keys, check_arguments
 from objssl.momentum import cosine_momentum, ema_update, make_momentum_copy
 
@@ -92,14 +92,10 @@ class Method(nn.Module):
         """``data.proposals`` given, readable and covering every image, for methods that read boxes."""
         if not cls.needs_proposals(cfg["method"]):
             return
-        from objssl.proposals import missing_images
+        from objssl.proposals import check_coverage
 
         lookup = cls.open_proposals(cfg["data"], cfg["method"].get("name", cls.name))
-        missing = missing_images(lookup, paths)
-        if missing:
-            shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
-            raise DataError(f"data.proposals={cfg['data']['proposals']!r} has no boxes for {len(missing)} of "
-                            f"{len(paths)} images ({shown}); rebuild it with `objssl proposals` over the same data")
+        check_coverage(lookup, paths, data=cfg["data"].get("path"))
 
     @classmethod
     def open_proposals(cls, data_cfg: Mapping[str, Any], name: str | None = None) -> Any:

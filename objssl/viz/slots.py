@@ -11,7 +11,7 @@ from torch import Tensor
 from torchvision.transforms import v2
 from torchvision.utils import make_grid
 
-from objssl.data.io import BadImageError, load_rgb
+from objssl.images.decode import BadImageError, load_rgb
 from objssl.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["prototype_scores", "render_prototypes", "most_used_prototypes"]

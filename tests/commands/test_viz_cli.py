@@ -48,7 +48,7 @@ def test_viz_views_draws_the_transform_the_method_trains_with(tmp_path, capsys):
     """BYOL trains with its MultiViewTransform (not a box-aware preset): the PNG is exactly its views."""
     import torch
 
-    from objssl.data.io import load_rgb
+    from objssl.images.decode import load_rgb
     from objssl.methods import method_transform
     from objssl.viz import draw_boxes, side_by_side
 

@@ -10,8 +10,8 @@ import pytest
 
 import objssl.data.demo as demo
 from objssl.data.demo import demo_image_dir, demo_images
-from objssl.data.io import load_rgb
-from objssl.data.sources import list_images
+from objssl.images.decode import load_rgb
+from objssl.images.sources import list_images
 from objssl.errors import DataError
 
 

@@ -122,7 +122,7 @@ def test_check_data_needs_proposals_covering_every_image(tmp_path):
     assert main(["proposals", "--source", "random", "--out", str(cache), "--no-progress"]) == 0
     soco.check_data(demo_images(), _cfg("soco", str(cache)))
     extra = [str(tmp_path / f"new_{i}.jpg") for i in range(5)]
-    with pytest.raises(DataError, match=r"has no boxes for 5 of \d+ images \(.*new_0.jpg.*\.\.\.\)") as err:
+    with pytest.raises(DataError, match=r"has no boxes for 5 of the \d+ images \(.*new_0.jpg.*\.\.\.\)") as err:
         soco.check_data(demo_images() + extra, _cfg("soco", str(cache)))
     assert "\n" not in str(err.value)
     # compose reads proposals only with views that carry boxes
