@@ -58,7 +58,7 @@ def test_plugin_term_passes_check_objective(monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLE))
     from objssl_byol_dense import DenseBYOL
 
-    from objssl.methods.checks import check_objective
+    from objssl.testing import check_objective
 
     logs = check_objective(DenseBYOL)
     assert torch.isfinite(torch.tensor(logs["loss"]))

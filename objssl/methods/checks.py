@@ -72,10 +72,13 @@ def check_objective(term_cls: type, *, backbone: str = "test_resnet", image_size
     assert loss.ndim == 0 and torch.isfinite(loss), f"{name}: loss must be a finite scalar, got {loss}"
     assert all(v.numel() == 1 for v in out.values()), f"{name}: every logged value must be a scalar"
     loss.backward()
-    owned = [method.online["backbone"]] + [method.online[g] for g in (name, term_cls.shared_group) if g in method.online]
-    for module in owned:
+    owned = {"backbone": method.online["backbone"]}
+    for group in (name, term_cls.shared_group):
+        if group in method.online:  # each head of the group on its own: one dead head is a bug
+            owned.update({f"{group}.{head}": module for head, module in method.online[group].items()})
+    for where, module in owned.items():
         grads = [p.grad for p in module.parameters()]
-        assert any(g is not None and g.abs().sum() > 0 for g in grads), f"{name}: no gradient reaches {type(module).__name__}"
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), f"{name}: no gradient reaches online.{where}"
     assert all(p.grad is None for p in method.target.parameters()), f"{name}: gradient in the EMA target"
     for head in term_cls.target_heads:
         assert head in method.target[name], f"{name}: target head {head!r} missing"

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from objssl.proposals import check_proposal_source
+from objssl.testing import check_proposal_source
 from objssl_edge_density import EdgeDensity
 
 

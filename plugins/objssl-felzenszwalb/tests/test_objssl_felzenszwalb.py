@@ -128,7 +128,7 @@ def test_cli_lists_the_plugin_and_autoload_off_hides_it():
 def test_keeps_the_proposal_source_contract():
     from objssl_felzenszwalb import Felzenszwalb
 
-    from objssl.proposals import check_proposal_source
+    from objssl.testing import check_proposal_source
 
     passed = check_proposal_source(Felzenszwalb, max_side=160, other_params={"max_side": 160, "sigma": 0.5})
     assert "cache_key parameter-sensitive" in passed and "same boxes after pickling" in passed

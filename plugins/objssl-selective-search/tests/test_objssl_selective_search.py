@@ -194,7 +194,7 @@ def test_cli_lists_and_caches_with_workers(tmp_path):
 def test_keeps_the_proposal_source_contract():
     from objssl_selective_search import SelectiveSearch
 
-    from objssl.proposals import check_proposal_source
+    from objssl.testing import check_proposal_source
 
     # quality mode is a different key; max_side=200 keeps the two photos quick
     passed = check_proposal_source(SelectiveSearch, max_side=200, other_params={"mode": "quality", "max_side": 200})
