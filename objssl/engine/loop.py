@@ -89,18 +89,25 @@ class StepLoop:
                                   pin_memory=self.runtime.device.type == "cuda")
             batches = iter(loader)
             group: list[Any] = []
+            error = None
             while step < stop_at:
                 try:
                     batch = next(batches)
                 except StopIteration:
                     break
                 except (RuntimeError, OSError, ValueError) as exc:
-                    raise _data_error(exc, step) from exc
+                    error = _data_error(exc, step)
+                    break
                 group.append(batch)
                 if len(group) == self.accum:
                     yield epoch, group
                     group = []
                     step += 1
+            # shut the workers down now: raised from the loader's frames, the error would keep
+            # them alive (its traceback refers to the iterator) until the process exits
+            del batches, loader
+            if error is not None:
+                raise error
 
     def optimizer_step(self, micro_batches: list[Any], step: int, total_steps: int) -> StepResult:
         """Forward/backward over the micro-batches, then one optimizer step and EMA update (``step``

@@ -1,8 +1,8 @@
 """Stopping on request: SIGTERM/SIGINT finish the current step, write a checkpoint, and stop.
 
 Schedulers (Slurm, systemd, Kubernetes) signal the whole process group. The data-loader workers
-therefore ignore these signals (:func:`ignore_stop_signals` is their ``worker_init_fn``): only the
-main process decides when to stop, and it shuts the workers down itself.
+therefore ignore them (:func:`ignore_stop_signals` is their ``worker_init_fn``): only the main
+process decides when to stop, and it shuts the workers down itself.
 """
 
 from __future__ import annotations
@@ -22,10 +22,19 @@ log = logging.getLogger("objssl.train")
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT") if hasattr(signal, name))
 
 
+def _ignore_first_sigterm(signum: int, frame: Any) -> None:
+    # the process group's SIGTERM is ignored; a second one (the loader terminating a stuck worker,
+    # or multiprocessing's clean-up at exit) ends the worker as usual
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def ignore_stop_signals(worker_id: int) -> None:
-    """``DataLoader`` ``worker_init_fn``: a worker keeps serving batches through SIGTERM/SIGINT."""
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+    """``DataLoader`` ``worker_init_fn``: a worker keeps serving batches through the process group's
+    SIGINT (ignored) and its first SIGTERM (see :func:`_ignore_first_sigterm`)."""
+    if hasattr(signal, "SIGINT"):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _ignore_first_sigterm)
 
 
 class StopRequest:

@@ -7,8 +7,9 @@ resumes, runs the step loop (:mod:`objssl.engine.loop`), reports each step
 
 * Exact resume: model, EMA target, optimizer, grad scaler, RNG states, the position inside the
   epoch and the run's counts; the learning-rate schedule is rebuilt for the run's length.
-* A non-finite step is skipped and leaves no trace (see :mod:`objssl.engine.loop`); too many in a
-  row abort with one line naming the last good checkpoint. No checkpoint holds a non-finite tensor.
+* A non-finite step is skipped and leaves no trace (see :mod:`objssl.engine.loop`); no periodic
+  checkpoint is written during a run of skipped steps, and too many in a row abort with one line
+  naming the last good checkpoint. No checkpoint holds a non-finite tensor.
 * SIGTERM/SIGINT finish the step, write a checkpoint and stop (``summary["stopped"]``).
 * A fresh run refuses an ``OUT`` that holds a run's checkpoints, unless resuming or overwriting.
 
@@ -187,7 +188,10 @@ class Trainer:
                     last_loss = result.loss
                     run_log.step(*self._report(result, epoch, throughput, stop_at))
                     stopped = stop.requested
-                    if prog.step % t["ckpt_every"] == 0 and prog.step < stop_at and not stopped:
+                    # no periodic checkpoint inside a run of skipped steps: the last one written
+                    # stays the last good state from before it
+                    due = prog.step % t["ckpt_every"] == 0 and prog.step < stop_at and not stopped
+                    if due and prog.nonfinite_in_row == 0:
                         self.save()
                         saved_step = prog.step
                     if stopped:
