@@ -74,6 +74,7 @@ class Trainer:
         self.parts = build_parts(self.cfg, self.runtime)
         p = self.parts
         self.paths, self.method, self.model = p.paths, p.method, p.model
+        self.dataset, self.collate_fn = p.dataset, p.collate_fn
         self.optimizer, self.scaler, self.schedule = p.optimizer, p.scaler, p.schedule
         self.steps_per_epoch, self.total_steps = p.steps_per_epoch, p.total_steps
         self.lr, self.warmup_steps = p.schedule.lr, p.schedule.warmup_steps
@@ -93,7 +94,12 @@ class Trainer:
 
     @property
     def step(self) -> int:
+        """Optimizer steps taken so far."""
         return self.progress.step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self.progress.step = int(value)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -112,16 +118,16 @@ class Trainer:
 
     def save(self) -> str | None:
         """Write a checkpoint of the current step (main process), refusing non-finite tensors."""
-        if not self.dist.is_main:
-            return None
-        state = self.state_dict()
-        bad = nonfinite_tensors({"model": state["model"], "optimizer": state["optimizer"]})
+        # checked on every rank (their weights are the same), so all of them stop together
+        bad = nonfinite_tensors({"model": self.method.state_dict(), "optimizer": self.optimizer.state_dict()})
         if bad:
             raise TrainingDivergedError(
                 f"step {self.step}: not writing a checkpoint, {len(bad)} tensor(s) are not finite "
                 f"(e.g. {bad[0]}); {self._last_good()}"
             )
-        path = ckpt_io.save_checkpoint(state, self.ckpt_dir, self.step, self.cfg["train"]["keep_last"])
+        if not self.dist.is_main:
+            return None
+        path = ckpt_io.save_checkpoint(self.state_dict(), self.ckpt_dir, self.step, self.cfg["train"]["keep_last"])
         self.last_checkpoint = path
         log.info("checkpoint: %s", path)
         return path
