@@ -8,6 +8,7 @@ changed (BatchNorm running statistics, a loss's centre) are put back.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from objssl.engine.setup import Runtime, to_device
 from objssl.errors import DataError
 
 __all__ = ["StepLoop", "StepResult"]
+
+log = logging.getLogger("objssl.train")
 
 
 @dataclass
@@ -97,6 +100,7 @@ class StepLoop:
                     break
                 except (RuntimeError, OSError, ValueError) as exc:
                     error = _data_error(exc, step)
+                    log.debug("the data error in full", exc_info=exc)  # shown with objssl -v
                     break
                 group.append(batch)
                 if len(group) == self.accum:
