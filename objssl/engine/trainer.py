@@ -83,6 +83,7 @@ class Trainer:
         self.progress = Progress(total_steps=self.total_steps)
         self.resumed_from: str | None = None
         self.last_checkpoint: str | None = None  # newest checkpoint of this run known to be good
+        self._saved_step: int | None = None  # the step the newest checkpoint holds
         if self.dist.is_main:
             clean_temp_files(self.ckpt_dir, self._started)
         if resume:
@@ -125,6 +126,7 @@ class Trainer:
                 f"step {self.step}: not writing a checkpoint, {len(bad)} tensor(s) are not finite "
                 f"(e.g. {bad[0]}); {self._last_good()}"
             )
+        self._saved_step = self.step
         if not self.dist.is_main:
             return None
         path = ckpt_io.save_checkpoint(self.state_dict(), self.ckpt_dir, self.step, self.cfg["train"]["keep_last"])
@@ -157,6 +159,7 @@ class Trainer:
         saved.total_steps = self.total_steps
         self.progress = saved
         self.resumed_from = self.last_checkpoint = path
+        self._saved_step = self.step
         log.info("resumed from %s at step %d", path, self.step)
 
     # ------------------------------------------------------------------ training
@@ -170,7 +173,6 @@ class Trainer:
         prog = self.progress
         stop_at = self.total_steps if stop_after_steps is None else min(self.total_steps, prog.step + stop_after_steps)
         run_log = RunLog(self.out, self.cfg, start_step=prog.step, stop_at=stop_at, enabled=self.dist.is_main)
-        saved_step = prog.step if self.resumed_from else None
         last_loss = float("nan")
         stopped = False
         try:
@@ -199,10 +201,9 @@ class Trainer:
                     due = prog.step % t["ckpt_every"] == 0 and prog.step < stop_at and not stopped
                     if due and prog.nonfinite_in_row == 0:
                         self.save()
-                        saved_step = prog.step
                     if stopped:
                         break
-                if saved_step != prog.step:
+                if self._saved_step != prog.step:
                     self.save()
             stopped = stopped and prog.step < stop_at
             summary = {"step": prog.step, "total_steps": self.total_steps, "loss": last_loss,
