@@ -99,7 +99,7 @@ def measure(
             loss.backward()
 
         def objssl_step():
-            trainer._optimizer_step([batch_dict])
+            trainer.loop.optimizer_step([batch_dict], trainer.step, trainer.total_steps)
             trainer.step += 1
 
         t_bare = _time(bare_step, iters, sync)

@@ -9,7 +9,8 @@ A config has five sections::
     train:    {epochs: ..., batch_size: ..., out: ..., ...}
 
 Unknown keys are errors (with the list of valid ones and a close match), so a typo never silently
-falls back to a default. Method keys are checked by the method (``check_config``).
+falls back to a default. Method keys are checked by the method (``check_config``); every other
+value's type and range by :func:`validate_config`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 from typing import Any
 
 import yaml
@@ -135,23 +137,86 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return cfg
 
 
-def validate_config(cfg: dict[str, Any]) -> None:
-    """Check method keys (the method's ``check_config``) and a few value ranges."""
-    from objssl.backbones.timm import check_backbone_name
+def _check_method_keys(method_cfg: dict[str, Any]) -> None:
+    """The method checks its own keys and values (the method contract's ``check_config``)."""
     from objssl.registry import METHODS
 
-    METHODS.get(cfg["method"]["name"]).check_config(cfg["method"])
-    check_backbone_name(cfg["backbone"]["name"])
-    t = cfg["train"]
-    for key in ("batch_size", "accum_steps", "keep_last", "log_every", "ckpt_every", "max_nonfinite"):
-        if not isinstance(t[key], int) or t[key] < 1:
-            raise ConfigError(f"train.{key} must be a positive integer, got {t[key]!r}")
-    if t["max_steps"] is not None and (not isinstance(t["max_steps"], int) or t["max_steps"] < 1):
-        raise ConfigError(f"train.max_steps must be a positive integer or null, got {t['max_steps']!r}")
+    METHODS.get(method_cfg["name"]).check_config(method_cfg)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+
+
+def _check(cond: bool, key: str, value: Any, what: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key} must be {what}, got {value!r}")
+
+
+def _check_values(cfg: dict[str, Any]) -> None:
+    """Types and ranges of every data/optim/train/backbone value (method values: the method checks them)."""
+    t, o, d, b = cfg["train"], cfg["optim"], cfg["data"], cfg["backbone"]
+    for key in ("batch_size", "accum_steps", "keep_last", "log_every", "ckpt_every", "max_nonfinite", "epochs"):
+        _check(_is_int(t[key]) and t[key] >= 1, f"train.{key}", t[key], "a positive integer")
+    _check(t["max_steps"] is None or (_is_int(t["max_steps"]) and t["max_steps"] >= 1),
+           "train.max_steps", t["max_steps"], "a positive integer or null")
+    _check(_is_int(t["seed"]) and t["seed"] >= 0, "train.seed", t["seed"], "a non-negative integer")
     if t["precision"] not in ("auto", "fp32", "bf16", "fp16"):
         raise ConfigError(f"train.precision={t['precision']!r}: choose auto, fp32, bf16 or fp16")
-    if cfg["optim"]["lr_scaling"] not in ("linear", "none"):
-        raise ConfigError(f"optim.lr_scaling={cfg['optim']['lr_scaling']!r}: choose linear or none")
+    device = t["device"]
+    _check(isinstance(device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", device) is not None,
+           "train.device", device, "auto, cpu, cuda or cuda:N")
+    _check(isinstance(t["out"], str) and t["out"].strip() != "", "train.out", t["out"], "a folder path")
+    for key in ("sync_bn", "channels_last", "tensorboard", "progress"):
+        _check(isinstance(t[key], bool), f"train.{key}", t[key], "true or false")
+
+    _check(isinstance(o["name"], str) and o["name"] != "", "optim.name", o["name"], "an optimizer name")
+    if o["lr_scaling"] not in ("linear", "none"):
+        raise ConfigError(f"optim.lr_scaling={o['lr_scaling']!r}: choose linear or none")
+    _check(_is_number(o["lr"]) and o["lr"] > 0, "optim.lr", o["lr"], "a positive number")
+    for key in ("weight_decay", "momentum", "warmup_epochs", "min_lr"):
+        _check(_is_number(o[key]) and o[key] >= 0, f"optim.{key}", o[key], "a non-negative number")
+    _check(_is_number(o["warmup_start_ratio"]) and 0 <= o["warmup_start_ratio"] <= 1,
+           "optim.warmup_start_ratio", o["warmup_start_ratio"], "a number in [0, 1]")
+    _check(o["warmup_steps"] is None or (_is_int(o["warmup_steps"]) and o["warmup_steps"] >= 0),
+           "optim.warmup_steps", o["warmup_steps"], "a non-negative integer or null")
+    _check(o["clip_grad"] is None or (_is_number(o["clip_grad"]) and o["clip_grad"] > 0),
+           "optim.clip_grad", o["clip_grad"], "a positive number or null")
+    _check(isinstance(o["exclude_1d"], bool), "optim.exclude_1d", o["exclude_1d"], "true or false")
+    _check(isinstance(o["kwargs"], dict), "optim.kwargs", o["kwargs"], "a mapping")
+
+    for key in ("path", "image_root", "proposals"):
+        _check(d[key] is None or isinstance(d[key], str), f"data.{key}", d[key], "a path or null")
+    _check(_is_int(d["num_workers"]) and d["num_workers"] >= 0, "data.num_workers", d["num_workers"],
+           "a non-negative integer")
+    _check(_is_int(d["min_side"]) and d["min_side"] >= 1, "data.min_side", d["min_side"], "a positive integer")
+
+    _check(isinstance(b["name"], str), "backbone.name", b["name"], "a timm model name")
+    _check(b["pretrained_file"] is None or isinstance(b["pretrained_file"], str),
+           "backbone.pretrained_file", b["pretrained_file"], "a file path or null")
+    oi = b["out_indices"]
+    _check(oi is None or (isinstance(oi, (list, tuple)) and all(_is_int(i) for i in oi)),
+           "backbone.out_indices", oi, "a list of integers or null")
+    _check(isinstance(b["kwargs"], dict), "backbone.kwargs", b["kwargs"], "a mapping")
+
+
+def validate_config(cfg: dict[str, Any]) -> None:
+    """Check the method's keys (through the method) and the type and range of every other value.
+
+    Errors are one-line :class:`~objssl.errors.ConfigError` s naming the key; ``cfg`` is not changed.
+    """
+    from objssl.backbones.timm import check_backbone_name
+
+    for section in DEFAULTS:
+        _check(isinstance(cfg.get(section), dict), section, cfg.get(section), "a mapping")
+    _check(isinstance(cfg["method"].get("name"), str), "method.name", cfg["method"].get("name"), "a method name")
+    _check_method_keys(cfg["method"])
+    check_backbone_name(cfg["backbone"]["name"])
+    _check_values(cfg)
 
 
 def config_to_yaml(cfg: dict[str, Any]) -> str:

@@ -33,3 +33,43 @@ def test_paper_settings(name, lr, wd, batch, epochs, warmup):
     assert (o["name"], o["lr"], o["weight_decay"], o["exclude_1d"]) == ("lars", lr, wd, True)
     assert (t["batch_size"], t["epochs"], o["warmup_epochs"], o["min_lr"]) == (batch, epochs, warmup, 1e-6)
     assert o["kwargs"]["trust_coeff"] == 0.001
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_validate(path):
+    from objssl.config import validate_config
+
+    cfg = load_config(str(path))
+    before = __import__("copy").deepcopy(cfg)
+    validate_config(cfg)
+    assert cfg == before  # validation never changes the config
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr=abc", "optim.lr must be a positive number, got 'abc'"),
+    ("optim.lr=0", "optim.lr must be a positive number"),
+    ("optim.lr=.nan", "optim.lr must be a positive number"),
+    ("optim.weight_decay=-1", "optim.weight_decay must be a non-negative number"),
+    ("optim.warmup_steps=-5", "optim.warmup_steps must be a non-negative integer or null, got -5"),
+    ("optim.warmup_start_ratio=2", "optim.warmup_start_ratio must be a number in [0, 1]"),
+    ("optim.clip_grad=0", "optim.clip_grad must be a positive number or null"),
+    ("optim.exclude_1d=maybe", "optim.exclude_1d must be true or false"),
+    ("data.num_workers=-1", "data.num_workers must be a non-negative integer, got -1"),
+    ("data.num_workers=1.5", "data.num_workers must be a non-negative integer"),
+    ("data.min_side=0", "data.min_side must be a positive integer"),
+    ("train.epochs=0", "train.epochs must be a positive integer, got 0"),
+    ("train.batch_size=true", "train.batch_size must be a positive integer, got True"),
+    ("train.seed=-1", "train.seed must be a non-negative integer"),
+    ("train.device=gpu", "train.device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+    ("train.out=''", "train.out must be a folder path"),
+    ("train.tensorboard=yes please", "train.tensorboard must be true or false"),
+    ("backbone.out_indices=3", "backbone.out_indices must be a list of integers or null"),
+])
+def test_bad_values_are_one_line_config_errors(override, message):
+    from objssl.config import apply_overrides, validate_config
+    from objssl.errors import ConfigError
+
+    cfg = apply_overrides(load_config(), ["backbone.name=test_resnet", override])
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg)
+    assert message in str(info.value) and "\n" not in str(info.value)

@@ -1,4 +1,5 @@
-"""Training engine: the trainer, optimizers and schedules."""
+"""Training engine: the trainer (:mod:`~objssl.engine.trainer`), built from setup, build, loop,
+run_log, progress, resume, run_folder and signals modules, plus optimizers and schedules."""
 
 from objssl.engine.trainer import Trainer, TrainingDivergedError
 

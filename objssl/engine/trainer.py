@@ -1,10 +1,17 @@
-"""The training loop shared by every method.
+"""The trainer: one run of any method, from a config to checkpoints.
 
-One process or ``torchrun`` DDP; bf16/fp16 autocast on GPUs; gradient accumulation; timm
-optimizers and per-iteration warmup + cosine; EMA target update after each optimizer step;
-atomic checkpoints with exact resume (model, target, optimizer, scheduler, grad scaler, RNG states
-and the position inside the epoch); non-finite losses skipped and counted, with an abort after too
-many in a row; tqdm progress, TensorBoard scalars, a plain-text log and ``metrics.jsonl``.
+:class:`Trainer` ties the parts together: it validates its own copy of the config, builds the run
+(:mod:`objssl.engine.build`, on the device and process group of :mod:`objssl.engine.setup`),
+resumes, runs the step loop (:mod:`objssl.engine.loop`), reports each step
+(:mod:`objssl.engine.run_log`) and writes checkpoints.
+
+* Exact resume: model, EMA target, optimizer, grad scaler, RNG states, the position inside the
+  epoch and the run's counts; the learning-rate schedule is rebuilt for the run's length.
+* A non-finite step is skipped and leaves no trace (see :mod:`objssl.engine.loop`); no periodic
+  checkpoint is written during a run of skipped steps, and too many in a row abort with one line
+  naming the last good checkpoint. No checkpoint holds a non-finite tensor.
+* SIGTERM/SIGINT finish the step, write a checkpoint and stop (``summary["stopped"]``).
+* A fresh run refuses an ``OUT`` that holds a run's checkpoints, unless resuming or overwriting.
 
 Output folder::
 
@@ -13,170 +20,87 @@ Output folder::
 
 from __future__ import annotations
 
-import contextlib
-import json
+import copy
 import logging
-import math
 import os
-import signal
 import time
 from typing import Any
 
-import torch
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader
-
-from objssl.backbones import create_backbone
-from objssl.config import config_to_yaml, validate_config
-from objssl.data.sampler import ResumableBatchSampler
-from objssl.checkpoint import (
-    find_latest_checkpoint,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
-from objssl.distributed import DistInfo, all_reduce_mean, all_reduce_min, init_distributed
-from objssl.engine.optim import build_optimizer, build_scheduler, scaled_lr, warmup_steps_for
+from objssl import checkpoint as ckpt_io
+from objssl.config import validate_config
+from objssl.engine.build import build_parts, resolve_data
+from objssl.engine.loop import StepLoop, StepResult
+from objssl.engine.progress import Progress
+from objssl.engine.resume import find_resume_checkpoint, load_model_state, nonfinite_tensors
+from objssl.engine.run_folder import claim_out_folder, clean_temp_files
+from objssl.engine.run_log import RunLog
+from objssl.engine.setup import setup_runtime
+from objssl.engine.signals import StopRequest
 from objssl.errors import UserError
-from objssl.methods import create_method
-from objssl.registry import METHODS
 
 __all__ = ["Trainer", "TrainingDivergedError", "resolve_data"]
 
 log = logging.getLogger("objssl.train")
 
 
-class TrainingDivergedError(RuntimeError):
-    """Too many consecutive non-finite losses."""
-
-
-def resolve_data(data_cfg: dict[str, Any]) -> list[str]:
-    """The image paths of ``data.path`` (the demo photos when it is null). Errors are one line."""
-    if data_cfg.get("path") in (None, ""):
-        from objssl.data.demo import demo_images
-
-        return demo_images()
-    from objssl.data.sources import list_images
-
-    return list_images(data_cfg["path"], image_root=data_cfg.get("image_root"))
-
-
-def _pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device=cuda but no CUDA device is available")
-    return torch.device(name)
-
-
-def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def _to_device(obj: Any, device: torch.device, channels_last: bool) -> Any:
-    if isinstance(obj, torch.Tensor):
-        if channels_last and obj.dim() == 4 and obj.is_floating_point():
-            return obj.to(device, non_blocking=True, memory_format=torch.channels_last)
-        return obj.to(device, non_blocking=True)
-    if isinstance(obj, dict):
-        return {k: _to_device(v, device, channels_last) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_device(v, device, channels_last) for v in obj)
-    return obj
+class TrainingDivergedError(UserError):
+    """Too many consecutive non-finite steps, or a non-finite tensor about to be checkpointed."""
 
 
 class Trainer:
-    """Builds data, model, optimizer and schedule from a config, then runs :meth:`fit`.
+    """Builds a run from a config, then trains it with :meth:`fit`.
 
     Args:
-        cfg: a full config (see :mod:`objssl.config`).
-        resume: ``True`` resumes from the newest checkpoint in ``OUT/checkpoints`` (starting fresh
-            with a warning if there is none); a path resumes from that file.
+        cfg: a full config (see :mod:`objssl.config`); it is copied, never changed.
+        resume: ``True`` resumes from the newest good checkpoint in ``OUT/checkpoints`` (starting
+            fresh with a warning if there is none); a path resumes from that file.
+        overwrite: start fresh even though ``OUT`` holds a run: the old one is moved to
+            ``OUT.old-<time>``.
     """
 
-    def __init__(self, cfg: dict[str, Any], *, resume: bool | str = False) -> None:
-        validate_config(cfg)
-        self.cfg = cfg
-        t = cfg["train"]
-        self.device = _pick_device(t["device"])
-        self.dist: DistInfo = init_distributed(self.device.type)
-        if self.device.type == "cuda":
-            self.device = torch.device("cuda", self.dist.local_rank)
+    def __init__(self, cfg: dict[str, Any], *, resume: bool | str = False, overwrite: bool = False) -> None:
+        self._started = time.time()
+        self.cfg = copy.deepcopy(cfg)
+        validate_config(self.cfg)
+        t = self.cfg["train"]
+        self.runtime = setup_runtime(t)
+        self.dist = self.runtime.dist
+        self.device = self.runtime.device
+        self.amp_dtype = self.runtime.amp_dtype
         self.out = t["out"]
         self.ckpt_dir = os.path.join(self.out, "checkpoints")
+        claim_out_folder(self.out, self.ckpt_dir, resume=bool(resume), overwrite=overwrite, is_main=self.dist.is_main)
 
-        # data first: a wrong path (or proposals not covering it) fails here, before any model is built
-        self.paths = resolve_data(cfg["data"])
-        method_cls = METHODS.get(cfg["method"]["name"])
-        method_cls.check_data(self.paths, cfg)
-        if cfg["data"].get("proposals") and "proposals" not in method_cls.uses_data:
-            log.warning("data.proposals is set but method %r does not read proposals; it is ignored",
-                        cfg["method"]["name"])
-        if cfg["data"].get("path") in (None, "") and t["batch_size"] > len(self.paths):
-            # the bundled demo photos are a handful: shrink the batch instead of refusing to run
-            per_step = self.dist.world_size * t["accum_steps"]
-            fitted = max(per_step, len(self.paths) // per_step * per_step)
-            log.warning("demo data has %d photos: train.batch_size %d lowered to %d (and the lr scaled with it)",
-                        len(self.paths), t["batch_size"], fitted)
-            t["batch_size"] = fitted
-        self.sampler = ResumableBatchSampler(
-            len(self.paths),
-            t["batch_size"],
-            accum_steps=t["accum_steps"],
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
-            seed=t["seed"],
-        )
-        self.steps_per_epoch = self.sampler.steps_per_epoch
-        self.total_steps = t["max_steps"] if t["max_steps"] is not None else t["epochs"] * self.steps_per_epoch
+        self.parts = build_parts(self.cfg, self.runtime)
+        p = self.parts
+        self.paths, self.method, self.model = p.paths, p.method, p.model
+        self.dataset, self.collate_fn = p.dataset, p.collate_fn
+        self.optimizer, self.scaler, self.schedule = p.optimizer, p.scaler, p.schedule
+        self.steps_per_epoch, self.total_steps = p.steps_per_epoch, p.total_steps
+        self.lr, self.warmup_steps = p.schedule.lr, p.schedule.warmup_steps
+        self.loop = StepLoop(p, self.runtime, self.cfg)
 
-        torch.manual_seed(t["seed"])
-        bcfg = cfg["backbone"]
-        backbone = create_backbone(
-            bcfg["name"],
-            out_indices=bcfg.get("out_indices"),
-            pretrained_file=bcfg.get("pretrained_file"),
-            **(bcfg.get("kwargs") or {}),
-        )
-        method_kwargs = {k: v for k, v in cfg["method"].items() if k != "name"}
-        self.method = create_method(cfg["method"]["name"], backbone, **method_kwargs)
-        self.dataset = self.method.build_dataset(self.paths, cfg)
-        self.collate_fn = self.method.collate_fn
-
-        self.channels_last = bool(t["channels_last"]) and self.device.type == "cuda"
-        self.method.to(self.device)
-        if self.channels_last:
-            self.method.to(memory_format=torch.channels_last)
-        if self.dist.is_distributed and self.device.type == "cuda" and t["sync_bn"]:
-            self.method = nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
-        self.model: nn.Module = self.method
-        if self.dist.is_distributed:
-            ids = [self.dist.local_rank] if self.device.type == "cuda" else None
-            self.model = DDP(self.method, device_ids=ids)
-
-        self.lr = scaled_lr(cfg["optim"], t["batch_size"])
-        self.optimizer = build_optimizer(self.method, cfg["optim"], self.lr)
-        self.warmup_steps = warmup_steps_for(cfg["optim"], self.steps_per_epoch, self.total_steps)
-        self.scheduler = build_scheduler(self.optimizer, cfg["optim"], self.lr, self.total_steps, self.warmup_steps)
-        self.amp_dtype = _autocast_dtype(t["precision"], self.device)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-
-        self.step = 0
-        self.images_skipped = 0
-        self.nonfinite_total = 0
-        self.nonfinite_in_row = 0
-        self._stop_requested = False
+        self.progress = Progress(total_steps=self.total_steps)
         self.resumed_from: str | None = None
+        self.last_checkpoint: str | None = None  # newest checkpoint of this run known to be good
+        self._saved_step: int | None = None  # the step the newest checkpoint holds
+        if self.dist.is_main:
+            clean_temp_files(self.ckpt_dir, self._started)
         if resume:
-            path = resume if isinstance(resume, str) else find_latest_checkpoint(self.ckpt_dir)
+            path = resume if isinstance(resume, str) else find_resume_checkpoint(self.ckpt_dir)
             if path is None:
                 log.warning("--resume: no checkpoint in %s, starting from scratch", self.ckpt_dir)
             else:
                 self._load(path)
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps taken so far."""
+        return self.progress.step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self.progress.step = int(value)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -186,234 +110,144 @@ class Trainer:
             "backbone": {"name": bcfg["name"], "kwargs": dict(bcfg.get("kwargs") or {})},
             "model": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "scheduler": self.schedule.scheduler.state_dict(),  # for the record: rebuilt on resume
             "scaler": self.scaler.state_dict(),
-            "rng": rng_state(),
-            "progress": {
-                "step": self.step,
-                "total_steps": self.total_steps,
-                "images_skipped": self.images_skipped,
-                "nonfinite_total": self.nonfinite_total,
-                "nonfinite_in_row": self.nonfinite_in_row,
-            },
+            "rng": ckpt_io.rng_state(),
+            "progress": self.progress.state_dict(),
             "config": self.cfg,
         }
 
     def save(self) -> str | None:
+        """Write a checkpoint of the current step (main process), refusing non-finite tensors."""
+        # checked on every rank (their weights are the same), so all of them stop together
+        bad = nonfinite_tensors({"model": self.method.state_dict(), "optimizer": self.optimizer.state_dict()})
+        if bad:
+            raise TrainingDivergedError(
+                f"step {self.step}: not writing a checkpoint, {len(bad)} tensor(s) are not finite "
+                f"(e.g. {bad[0]}); {self._last_good()}"
+            )
+        self._saved_step = self.step
         if not self.dist.is_main:
             return None
-        path = save_checkpoint(self.state_dict(), self.ckpt_dir, self.step, self.cfg["train"]["keep_last"])
+        path = ckpt_io.save_checkpoint(self.state_dict(), self.ckpt_dir, self.step, self.cfg["train"]["keep_last"])
+        self.last_checkpoint = path
         log.info("checkpoint: %s", path)
         return path
 
+    def _last_good(self) -> str:
+        if self.last_checkpoint is None:
+            return "there is no earlier checkpoint of this run"
+        return f"the last good checkpoint is {self.last_checkpoint} (continue from it with --resume-from)"
+
     def _load(self, path: str) -> None:
-        ckpt = load_checkpoint(path)
+        ckpt = ckpt_io.load_checkpoint(path)
         if ckpt.get("method") != self.cfg["method"]["name"] or ckpt["backbone"]["name"] != self.cfg["backbone"]["name"]:
             raise UserError(
                 f"cannot resume from {path}: it is a {ckpt.get('method')}/{ckpt['backbone']['name']} "
                 f"checkpoint, the config asks for {self.cfg['method']['name']}/{self.cfg['backbone']['name']}"
             )
-        self.method.load_state_dict(ckpt["model"])
+        load_model_state(self.method, ckpt["model"], path)
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"])
-        prog = ckpt["progress"]
-        self.step = int(prog["step"])
-        self.images_skipped = int(prog["images_skipped"])
-        self.nonfinite_total = int(prog["nonfinite_total"])
-        self.nonfinite_in_row = int(prog["nonfinite_in_row"])
-        if int(prog["total_steps"]) != self.total_steps:
-            log.warning(
-                "resuming a %d-step schedule as a %d-step one (changed epochs/max_steps/batch size)",
-                prog["total_steps"],
-                self.total_steps,
-            )
-        self.resumed_from = path
+        ckpt_io.set_rng_state(ckpt["rng"])
+        # the schedule is not restored: it is a function of the step, built for this run's length
+        saved = Progress.from_state_dict(ckpt["progress"])
+        if saved.total_steps != self.total_steps:
+            log.warning("resuming a %d-step run as a %d-step one: the lr and momentum schedules are rebuilt "
+                        "for %d steps and continue from step %d", saved.total_steps, self.total_steps,
+                        self.total_steps, saved.step)
+        saved.total_steps = self.total_steps
+        self.progress = saved
+        self.resumed_from = self.last_checkpoint = path
+        self._saved_step = self.step
         log.info("resumed from %s at step %d", path, self.step)
 
-    # ------------------------------------------------------------------ logging
-    def _open_logs(self) -> tuple[Any, Any]:
-        if not self.dist.is_main:
-            return None, None
-        os.makedirs(self.out, exist_ok=True)
-        with open(os.path.join(self.out, "config.yaml"), "w") as f:
-            f.write(config_to_yaml(self.cfg))
-        handler = logging.FileHandler(os.path.join(self.out, "log.txt"))
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logging.getLogger("objssl").addHandler(handler)
-        logging.getLogger("objssl").setLevel(logging.INFO)
-        self._log_handler = handler
-        # keep metrics consistent with the resumed state: drop steps logged after the checkpoint
-        metrics_path = os.path.join(self.out, "metrics.jsonl")
-        kept: list[str] = []
-        if self.step > 0 and os.path.exists(metrics_path):
-            with open(metrics_path) as f:
-                kept = [line for line in f if line.strip() and json.loads(line)["step"] <= self.step]
-        metrics = open(metrics_path, "w")
-        metrics.writelines(kept)
-        metrics.flush()
-        writer = None
-        if self.cfg["train"]["tensorboard"]:
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(os.path.join(self.out, "tb"), purge_step=self.step + 1 if self.step else None)
-        return metrics, writer
-
     # ------------------------------------------------------------------ training
-    def _loader(self, epoch: int, start_step: int) -> DataLoader:
-        self.sampler.set_epoch(epoch, start_step)
-        workers = int(self.cfg["data"]["num_workers"])
-        return DataLoader(
-            self.dataset,
-            batch_sampler=self.sampler,
-            num_workers=workers,
-            collate_fn=self.collate_fn,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
-            prefetch_factor=4 if workers > 0 else None,
-        )
-
-    def _request_stop(self, signum: int, frame: Any) -> None:
-        log.warning("signal %d: finishing this step, writing a checkpoint, then stopping", signum)
-        self._stop_requested = True
-
     def fit(self, stop_after_steps: int | None = None) -> dict[str, Any]:
-        """Train until the schedule ends (or for ``stop_after_steps`` more steps, then checkpoint).
+        """Train until the schedule ends (or for ``stop_after_steps`` more steps), then checkpoint.
 
-        Returns a summary dict (final step, last loss, skipped images, non-finite steps).
+        Returns a summary: ``step``, ``total_steps``, ``loss`` (last step), ``images_skipped``,
+        ``nonfinite_total``, ``counters``, ``out`` and ``stopped`` (True when a signal stopped it).
         """
         t = self.cfg["train"]
-        accum = t["accum_steps"]
-        stop_at = self.total_steps if stop_after_steps is None else min(self.total_steps, self.step + stop_after_steps)
-        metrics, writer = self._open_logs()
-        old_handler = None
-        if self.dist.is_main and hasattr(signal, "SIGTERM"):
-            with contextlib.suppress(ValueError):  # not the main thread
-                old_handler = signal.signal(signal.SIGTERM, self._request_stop)
-        if self.dist.is_main:
-            log.info(
+        prog = self.progress
+        stop_at = self.total_steps if stop_after_steps is None else min(self.total_steps, prog.step + stop_after_steps)
+        run_log = RunLog(self.out, self.cfg, start_step=prog.step, stop_at=stop_at, enabled=self.dist.is_main)
+        last_loss = float("nan")
+        stopped = False
+        try:
+            run_log.info(
                 "training %s on %s: %d images, %d steps (%d/epoch), global batch %d, lr %.4g, "
                 "warmup %d steps, %s, precision %s, world %d",
                 self.cfg["method"]["name"], self.cfg["backbone"]["name"], len(self.paths), self.total_steps,
                 self.steps_per_epoch, t["batch_size"], self.lr, self.warmup_steps, self.device,
                 self.amp_dtype or "fp32", self.dist.world_size,
             )
-        bar = None
-        if self.dist.is_main and t["progress"]:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=stop_at, initial=self.step, desc=self.cfg["method"]["name"], dynamic_ncols=True)
-        last_loss = float("nan")
-        self.method.train()
-        try:
-            while self.step < stop_at and not self._stop_requested:
-                epoch, in_epoch = divmod(self.step, self.steps_per_epoch)
-                micro_batches: list[Any] = []
+            if prog.step >= stop_at:
+                run_log.info("already at step %d of %d: nothing to train", prog.step, self.total_steps)
+            self.method.train()
+            with StopRequest() as stop:
                 t0 = time.perf_counter()
-                for batch in self._loader(epoch, in_epoch):
-                    micro_batches.append(batch)
-                    if len(micro_batches) < accum:
-                        continue
-                    last_loss, logs = self._optimizer_step(micro_batches)
-                    micro_batches = []
-                    self.step += 1
-                    dt = time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    throughput = t["batch_size"] / max(dt, 1e-9)
-                    if self.dist.is_main:
-                        record = {"step": self.step, "epoch": epoch, "loss": last_loss, "lr": logs["lr"],
-                                  "momentum": logs["momentum"], "img_per_s": throughput,
-                                  "images_skipped": self.images_skipped, "nonfinite_total": self.nonfinite_total}
-                        record.update({k: v for k, v in logs.items() if k not in record})
-                        metrics.write(json.dumps(record) + "\n")
-                        metrics.flush()
-                        if writer is not None:
-                            for k, v in record.items():
-                                if k not in ("step", "epoch"):
-                                    writer.add_scalar(f"train/{k}", v, self.step)
-                        if bar is not None:
-                            bar.update(1)
-                            bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{logs['lr']:.3g}", img_s=f"{throughput:.1f}")
-                        if self.step % t["log_every"] == 0 or self.step == stop_at:
-                            # the method's own scalars (loss parts, SlotCon's n_slots, ...) follow
-                            extras = "".join(f" {k} {v:.4g}" for k, v in logs.items() if k not in ("lr", "momentum"))
-                            log.info("step %d/%d epoch %d loss %.4f lr %.4g m %.5f %.1f img/s%s",
-                                     self.step, self.total_steps, epoch, last_loss, logs["lr"],
-                                     logs["momentum"], throughput, extras)
-                    if self.step % t["ckpt_every"] == 0 and self.step < stop_at:
+                for epoch, micro_batches in self.loop.step_batches(prog.step, stop_at):
+                    result = self.loop.optimizer_step(micro_batches, prog.step, self.total_steps)
+                    self._count(result)
+                    now = time.perf_counter()
+                    throughput, t0 = t["batch_size"] / max(now - t0, 1e-9), now
+                    last_loss = result.loss
+                    run_log.step(*self._report(result, epoch, throughput, stop_at))
+                    stopped = stop.requested
+                    # no periodic checkpoint inside a run of skipped steps: the last one written
+                    # stays the last good state from before it
+                    due = prog.step % t["ckpt_every"] == 0 and prog.step < stop_at and not stopped
+                    if due and prog.nonfinite_in_row == 0:
                         self.save()
-                    if self.step >= stop_at or self._stop_requested:
+                    if stopped:
                         break
-            self.save()
-            summary = {"step": self.step, "total_steps": self.total_steps, "loss": last_loss,
-                       "images_skipped": self.images_skipped, "nonfinite_total": self.nonfinite_total,
-                       "out": self.out}
-            if self.dist.is_main:
-                log.info("done: %s", summary)
+                if self._saved_step != prog.step:
+                    self.save()
+            stopped = stopped and prog.step < stop_at
+            summary = {"step": prog.step, "total_steps": self.total_steps, "loss": last_loss,
+                       "images_skipped": prog.images_skipped, "nonfinite_total": prog.nonfinite_total,
+                       "counters": dict(sorted(prog.counters.items())), "out": self.out, "stopped": stopped}
+            if stopped:
+                run_log.info("stopped at step %d/%d: %s", prog.step, self.total_steps, summary)
+            else:
+                run_log.info("done: %s", summary)
         finally:
-            if bar is not None:
-                bar.close()
-            if writer is not None:
-                writer.close()
-            if metrics is not None:
-                metrics.close()
-            if old_handler is not None:
-                signal.signal(signal.SIGTERM, old_handler)
-            if self.dist.is_main:
-                logging.getLogger("objssl").removeHandler(self._log_handler)
-                self._log_handler.close()
+            run_log.close()
         return summary
 
-    def _optimizer_step(self, micro_batches: list[Any]) -> tuple[float, dict[str, float]]:
-        accum = len(micro_batches)
-        self.scheduler.step_update(self.step)
-        total = torch.zeros((), device=self.device)
-        extra: dict[str, torch.Tensor] = {}
-        for j, batch in enumerate(micro_batches):
-            self.images_skipped += int(torch.as_tensor(batch.get("skipped", 0)).sum()) if isinstance(batch, dict) else 0
-            batch = _to_device(batch, self.device, self.channels_last)
-            sync_ctx = self.model.no_sync() if isinstance(self.model, DDP) and j < accum - 1 else contextlib.nullcontext()
-            amp_ctx = (
-                torch.autocast(self.device.type, dtype=self.amp_dtype)
-                if self.amp_dtype is not None else contextlib.nullcontext()
+    def _count(self, result: StepResult) -> None:
+        prog = self.progress
+        prog.step += 1
+        prog.add(result.images_skipped, result.counters)
+        if result.finite:
+            prog.nonfinite_in_row = 0
+            return
+        prog.nonfinite_total += 1
+        prog.nonfinite_in_row += 1
+        log.warning("step %d: non-finite loss or gradient, step skipped (%d in a row, %d in all)",
+                    prog.step, prog.nonfinite_in_row, prog.nonfinite_total)
+        limit = self.cfg["train"]["max_nonfinite"]
+        if prog.nonfinite_in_row >= limit:
+            raise TrainingDivergedError(
+                f"training diverged: {prog.nonfinite_in_row} consecutive non-finite losses at step {prog.step} "
+                f"(train.max_nonfinite={limit}); lower optim.lr or use fp32/bf16; {self._last_good()}"
             )
-            with sync_ctx:
-                with amp_ctx:
-                    out = self.model(batch)
-                loss = out["loss"].float() / accum
-                self.scaler.scale(loss).backward()
-            total += loss.detach()
-            for k, v in out.items():
-                if k != "loss" and isinstance(v, torch.Tensor) and v.numel() == 1:
-                    extra[k] = extra.get(k, 0) + v.detach().float() / accum
-        finite = all_reduce_min(torch.isfinite(total).float()).item() > 0
-        if not finite:
-            self.optimizer.zero_grad(set_to_none=True)
-            self.nonfinite_total += 1
-            self.nonfinite_in_row += 1
-            log.warning("step %d: non-finite loss, step skipped (%d in a row, %d in all)",
-                        self.step, self.nonfinite_in_row, self.nonfinite_total)
-            if self.nonfinite_in_row >= self.cfg["train"]["max_nonfinite"]:
-                raise TrainingDivergedError(
-                    f"{self.nonfinite_in_row} consecutive non-finite losses at step {self.step} "
-                    f"(train.max_nonfinite={self.cfg['train']['max_nonfinite']}): training diverged; "
-                    "lower optim.lr, use fp32/bf16, or resume from an earlier checkpoint"
-                )
-            momentum = self.method.momentum
-        else:
-            self.nonfinite_in_row = 0
-            clip = self.cfg["optim"].get("clip_grad")
-            if clip:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.method.parameters(), float(clip))
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
-            momentum = self.method.update_target(self.step, self.total_steps)
-        loss_value = all_reduce_mean(total).item()
-        logs = {"lr": self.optimizer.param_groups[0]["lr"], "momentum": momentum}
-        logs.update({k: all_reduce_mean(v).item() for k, v in extra.items()})
-        if not math.isfinite(loss_value):
-            loss_value = float("nan")
-        return loss_value, logs
+
+    def _report(self, result: StepResult, epoch: int, throughput: float, stop_at: int) -> tuple[dict, str | None]:
+        prog = self.progress
+        record = {"step": prog.step, "epoch": epoch, "loss": result.loss, "lr": result.lr,
+                  "momentum": result.momentum, "img_per_s": throughput,
+                  "images_skipped": prog.images_skipped, "nonfinite_total": prog.nonfinite_total}
+        record.update(sorted(prog.counters.items()))
+        record.update({k: v for k, v in result.scalars.items() if k not in record})
+        line = None
+        if prog.step % self.cfg["train"]["log_every"] == 0 or prog.step == stop_at:
+            # the method's own scalars (loss parts, SlotCon's n_slots, ...), then the counts so far
+            extras = "".join(f" {k} {v:.4g}" for k, v in result.scalars.items())
+            counts = "".join(f" {k} {v}" for k, v in sorted(prog.counters.items()))
+            line = (f"step {prog.step}/{self.total_steps} epoch {epoch} loss {result.loss:.4f} lr {result.lr:.4g} "
+                    f"m {result.momentum:.5f} {throughput:.1f} img/s{extras} images_skipped {prog.images_skipped}"
+                    f"{counts}")
+        return record, line

@@ -101,3 +101,83 @@ def test_bad_input_is_one_line(args, message, tmp_path):
     err = proc.stderr.strip()
     assert message in err
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
+
+
+def test_overrides_are_taken_anywhere_on_the_line():
+    from objssl.cli import parse_args
+
+    _, args = parse_args(["pretrain", "train.seed=1", "--data", "X", "optim.lr=0.3", "--max-steps", "2", "a.b=3"])
+    assert args.overrides == ["train.seed=1", "optim.lr=0.3", "a.b=3"]
+    assert args.data == "X" and args.max_steps == 2 and args.resume is False and args.resume_from is None
+    # --resume is a plain flag: what follows it is an override, not a checkpoint path
+    _, args = parse_args(["pretrain", "--resume", "method.image_size=64"])
+    assert args.resume is True and args.overrides == ["method.image_size=64"]
+    _, args = parse_args(["pretrain", "--resume-from", "run/checkpoints/step_00000002.pth", "x.y=1"])
+    assert args.resume_from == "run/checkpoints/step_00000002.pth" and args.overrides == ["x.y=1"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["pretrain", "a.b=1", "--bogus", "c.d=2"],
+    ["pretrain", "--resume", "--resume-from", "x.pth"],
+    ["export", "x.pth", "--to", "timm", "-o", "y.pth", "a.b=1"],
+])
+def test_unknown_flags_and_stray_words_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--epochs", "0"], "train.epochs must be a positive integer, got 0"),
+    (["optim.lr=abc"], "optim.lr must be a positive number, got 'abc'"),
+    (["data.num_workers=-1"], "data.num_workers must be a non-negative integer, got -1"),
+    (["optim.warmup_steps=-5"], "optim.warmup_steps must be a non-negative integer or null, got -5"),
+    (["--import", "no_such_module_of_objssl"], "--import no_such_module_of_objssl: ModuleNotFoundError"),
+])
+def test_bad_values_are_one_line_in_process(extra, message, tmp_path, photo_folder, capsys):
+    code = main(["pretrain", "--data", str(photo_folder), "--out", str(tmp_path / "run"), "--backbone", "test_resnet",
+                 *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_used_out_is_refused_then_overwritten_or_resumed_from_a_file(tmp_path, photo_folder, capsys):
+    out = tmp_path / "run"
+    base = ["pretrain", "--data", str(photo_folder), "--out", str(out), *TINY]
+    assert main(base) == 0
+    capsys.readouterr()
+    assert main(base) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already holds a run" in err and "--overwrite" in err and len(err.splitlines()) == 1
+    assert main([*base, "--overwrite"]) == 0
+    assert len(list(tmp_path.glob("run.old-*"))) == 1
+    more = [a if a != "2" else "3" for a in base]  # --max-steps 3
+    assert main([*more, "--resume-from", str(out / "checkpoints" / "step_00000002.pth")]) == 0
+    assert "done: step 3/3" in capsys.readouterr().out
+
+
+def test_import_makes_a_user_method_usable(tmp_path, photo_folder, monkeypatch, capsys):
+    plugin = tmp_path / "my_objssl_parts.py"
+    plugin.write_text(
+        "from objssl.methods import BYOL\n"
+        "from objssl.registry import METHODS\n\n\n"
+        "@METHODS.register('cli_test_byol')\n"
+        "class UserBYOL(BYOL):\n"
+        "    name = 'cli_test_byol'\n"
+    )
+    args = ["pretrain", "--method", "cli_test_byol", "--data", str(photo_folder), *TINY]
+    assert main([*args, "--out", str(tmp_path / "no")]) == 2
+    assert "cli_test_byol" in capsys.readouterr().err  # unknown without the import
+    monkeypatch.chdir(tmp_path)  # found as a module name from the current folder
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert main(["pretrain", "--import", "my_objssl_parts", *args[1:], "--out", str(tmp_path / "run")]) == 0
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "step_00000002.pth", weights_only=False)
+    assert ckpt["method"] == "cli_test_byol"
+    # a .py file works too
+    other = tmp_path / "elsewhere" / "parts_file.py"
+    other.parent.mkdir()
+    other.write_text(plugin.read_text().replace("cli_test_byol", "cli_test_byol_file"))
+    args = ["--method", "cli_test_byol_file", "--data", str(photo_folder), *TINY, "--out", str(tmp_path / "run2")]
+    assert main(["pretrain", "--import", str(other), *args]) == 0

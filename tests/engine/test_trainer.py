@@ -114,7 +114,7 @@ def test_nonfinite_steps_are_skipped_then_abort(tmp_path, photo_folder, monkeypa
 
 
 def test_missing_data_fails_before_model_is_built(tmp_path, monkeypatch, tiny_config):
-    import objssl.engine.trainer as trainer_module
+    import objssl.engine.build as trainer_module
 
     def must_not_build(*a, **k):
         raise AssertionError("model built before the data path was checked")
