@@ -68,19 +68,21 @@ def measure(
         photos = demo_images()
         for i in range(batch):
             os.symlink(photos[i % len(photos)], os.path.join(data, f"{i:04d}.jpg"))
-        extra = []
-        if method.startswith("soco"):  # object-level: a proposal cache over the same photos
-            from objssl.proposals import RandomSource, build_cache
-
-            build_cache(RandomSource(n=100), [os.path.join(data, n) for n in sorted(os.listdir(data))],
-                        os.path.join(out, "proposals"), progress=False)
-            extra.append(f"data.proposals={os.path.join(out, 'proposals')}")
-        cfg = apply_overrides(load_config(), [f"data.path={data}", f"method.name={method}", *extra,
+        cfg = apply_overrides(load_config(), [f"data.path={data}", f"method.name={method}",
             f"backbone.name={backbone}", f"method.image_size={size}", f"train.batch_size={batch}",
             "train.max_steps=1000", f"train.out={out}", "train.progress=false", "train.tensorboard=false",
             f"train.precision={'bf16' if gpu else 'fp32'}", f"train.channels_last={str(gpu).lower()}",
             f"train.device={dev.type}", "data.num_workers=0", *overrides,
         ])
+        import objssl  # noqa: F401 - registers the methods
+        from objssl.registry import METHODS
+
+        if METHODS.get(cfg["method"]["name"]).needs_proposals(cfg["method"]):  # boxes: a cache over the photos
+            from objssl.proposals import RandomSource, build_cache
+
+            build_cache(RandomSource(n=100), [os.path.join(data, n) for n in sorted(os.listdir(data))],
+                        os.path.join(out, "proposals"), progress=False)
+            cfg["data"]["proposals"] = os.path.join(out, "proposals")
         trainer = Trainer(cfg)
         # one real batch from the method's own pipeline (views, and boxes/overlaps if it has them)
         from torch.utils.data import default_collate
