@@ -438,14 +438,15 @@ def upgrade_checkpoint(ckpt: dict[str, Any], to_version: int = NEWEST_KNOWN_VERS
     ckpt = dict(ckpt)
     if version < 2 <= to_version:
         renames = V1_TO_V2_RENAMES.get(str(ckpt.get("method")), ())
-        model = {}
-        for key, value in (ckpt.get("model") or {}).items():
-            for old, new in renames:
-                if key.startswith(old):
-                    key = new + key[len(old):]
-                    break
-            model[key] = value
-        ckpt["model"] = model
+        if isinstance(ckpt.get("model"), dict):  # a file without one is refused later, by name
+            model = {}
+            for key, value in ckpt["model"].items():
+                for old, new in renames:
+                    if key.startswith(old):
+                        key = new + key[len(old):]
+                        break
+                model[key] = value
+            ckpt["model"] = model
         config = ckpt.get("config")
         if isinstance(config, dict) and isinstance(config.get("method"), dict) and "proposals" in config["method"]:
             ckpt["config"] = {**config, "method": {k: v for k, v in config["method"].items() if k != "proposals"}}
