@@ -1,4 +1,4 @@
-"""Box filters: each rule of SoCo, ORL and UniVIP (METHODS.md) on boxes built to sit on its edges."""
+"""Box filters: each rule of SoCo, ORL and UniVIP (docs/methods.md#proposal-filters) on boxes built to sit on its edges."""
 
 import torch
 
