@@ -8,7 +8,6 @@ CNNs whose last stage takes the c4 map (ResNets, ConvNeXts, RegNets...).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -18,15 +17,16 @@ from torchvision.ops import roi_align
 from objssl.errors import ConfigError
 from objssl.heads import MLPHead
 from objssl.losses import MaskedRegressionLoss
-from objssl.objectives.base import BuildContext, Objective
-from objssl.objectives.soco_boxes import box_rows, pairwise_box_loss
+from objssl.objectives.base import BuildContext
+from objssl.objectives.box_pairs import BoxPairTerm
+from objssl.ops import boxes_to_rois
 from objssl.registry import OBJECTIVES
 
 __all__ = ["SoCoC4Boxes"]
 
 
 @OBJECTIVES.register("soco_c4_boxes")
-class SoCoC4Boxes(Objective):
+class SoCoC4Boxes(BoxPairTerm):
     """Args: proj_hidden_dim, proj_dim (4096, 256)."""
 
     name = "soco_c4_boxes"
@@ -56,24 +56,12 @@ class SoCoC4Boxes(Objective):
         return {"projector": MLPHead(res5.channels, self.proj_hidden_dim, self.proj_dim),
                 "predictor": MLPHead(self.proj_dim, self.proj_hidden_dim, self.proj_dim)}
 
-    def _embed(self, feats: Any, branch: str, view: int, boxes: Tensor, mask: Tensor) -> Tensor:
+    def embed(self, feats: Any, branch: str, view: int, boxes: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         c4 = feats.backbone(branch, view).maps[self.c4_name]
         B, K = mask.shape
         rows = torch.nonzero(mask.reshape(-1)).reshape(-1)
-        batch_idx = torch.arange(B, device=c4.device).repeat_interleave(K)[rows]
-        rois = torch.cat([batch_idx[:, None].to(boxes.dtype), boxes.reshape(B * K, 4)[rows]], dim=1)
+        rois = boxes_to_rois(boxes, mask)  # valid boxes in batch-then-box order, as ``rows``
         pooled = roi_align(c4, rois.to(c4.dtype), 14, spatial_scale=1.0 / self.c4_stride, sampling_ratio=0, aligned=True)
         res5 = feats.heads(branch, "backbone").module_of(self.res5_name)
         z = feats.heads(branch, self.name)["projector"](res5(pooled).mean(dim=(2, 3)))
-        return z.new_zeros(B * K, z.shape[-1]).index_copy(0, rows, z).view(B, K, -1)
-
-    def forward(self, batch: Mapping[str, Any], feats: Any) -> dict[str, Tensor]:
-        boxes, mask, ids = batch["boxes"], batch["box_mask"].bool(), batch["box_ids"]
-        views = range(len(batch["views"]))
-        online = [self._embed(feats, "online", v, boxes[v], mask) for v in views]
-        target = [feats.memo("target", v, self.name, lambda v=v: self._embed(feats, "target", v, boxes[v], mask))
-                  for v in views]
-        predictor = feats.heads("online", self.name)["predictor"]
-        preds = [box_rows(predictor, z, mask) for z in online]
-        loss, positives = pairwise_box_loss(self.criterion, preds, target, [mask] * len(preds), ids)
-        return {"loss": loss, "positives_per_image": positives}
+        return z.new_zeros(B * K, z.shape[-1]).index_copy(0, rows, z).view(B, K, -1), mask

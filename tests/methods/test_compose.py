@@ -64,7 +64,7 @@ def _compose(views, *objectives, **extra):
     ("soco", [], "non-empty list"),
 ])
 def test_incompatible_composition_is_refused_before_building(views, objectives, message, monkeypatch):
-    import objssl.engine.trainer as trainer_module
+    import objssl.engine.build as trainer_module
     from objssl.engine import Trainer
 
     monkeypatch.setattr(trainer_module, "create_backbone", lambda *a, **k: pytest.fail("model built"))
