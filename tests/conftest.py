@@ -12,6 +12,7 @@ failure naming the reason. The project's tests only skip for a missing extra or 
 pass by leaving a required part untested.
 """
 
+import errno
 import importlib.util
 import os
 import re
@@ -179,3 +180,37 @@ def _tiny_config(out, data, **train):
 def tiny_config():
     """``tiny_config(out, data, **train_overrides)``: BYOL on a 0.3M-parameter timm model."""
     return _tiny_config
+
+
+class _FullDiskFile:
+    """A file object that accepts ``room`` bytes, then fails as a full disk does (ENOSPC)."""
+
+    def __init__(self, f, room: int) -> None:
+        self._f, self.room = f, room
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(data)
+        return self._f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """``full_disk(room=0)``: from then on, files opened by ``os.fdopen`` (objssl's atomic writes) take
+    ``room`` bytes and then fail with ENOSPC."""
+
+    def fill(room: int = 0) -> None:
+        real_fdopen = os.fdopen
+        monkeypatch.setattr(os, "fdopen", lambda fd, mode="r", *a, **k: _FullDiskFile(real_fdopen(fd, mode, *a, **k), room))
+
+    return fill

@@ -203,34 +203,11 @@ def test_nonfinite_state_is_refused_naming_the_tensor(tmp_path):
     assert os.listdir(tmp_path) == ["step_00000001.pth"] and verify_checkpoint(first) is None
 
 
-class _FullDisk:
-    """A file object that accepts ``room`` bytes, then fails as a full disk does."""
-
-    def __init__(self, f, room: int) -> None:
-        self._f, self.room = f, room
-
-    def write(self, data) -> int:
-        if len(data) > self.room:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        self.room -= len(data)
-        return self._f.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._f.close()
-
-
 @pytest.mark.parametrize("room", [0, 3000])  # fails at the first write / inside a tensor record
-def test_full_disk_is_one_line_and_leaves_the_earlier_checkpoints(tmp_path, monkeypatch, room):
+def test_full_disk_is_one_line_and_leaves_the_earlier_checkpoints(tmp_path, monkeypatch, full_disk, room):
     first = save_checkpoint(_state(1), str(tmp_path), step=1, keep_last=1)
     before = Path(first).read_bytes()
-    real_fdopen = os.fdopen
-    monkeypatch.setattr(os, "fdopen", lambda fd, mode="r", *a, **k: _FullDisk(real_fdopen(fd, mode, *a, **k), room))
+    full_disk(room)
     with pytest.raises(CheckpointWriteError) as info:
         save_checkpoint(_state(2), str(tmp_path), step=2, keep_last=1)
     monkeypatch.undo()

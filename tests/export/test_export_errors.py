@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import importlib.util
 import os
 from pathlib import Path
@@ -68,28 +67,10 @@ def test_a_timm_file_is_not_an_objssl_checkpoint(tmp_path, capsys):
     assert "is not an objssl checkpoint" in err
 
 
-class _FullDisk:
-    def __init__(self, f) -> None:
-        self._f = f
-
-    def write(self, data) -> int:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._f.close()
-
-
 @pytest.mark.parametrize("to, out", [("timm", "o.pth"), ("timm", "o.safetensors"), ("detectron2", "o.pkl"),
                                      ("detectron2", "o.pth"), ("mmseg", "o.pth")])
-def test_full_disk_at_export_write(ckpt, tmp_path, capsys, monkeypatch, to, out):
-    real_fdopen = os.fdopen
-    monkeypatch.setattr(os, "fdopen", lambda fd, mode="r", *a, **k: _FullDisk(real_fdopen(fd, mode, *a, **k)))
+def test_full_disk_at_export_write(ckpt, tmp_path, capsys, monkeypatch, full_disk, to, out):
+    full_disk(0)
     err = _one_line_error(capsys, ckpt, "--to", to, "-o", str(tmp_path / "exp" / out))
     monkeypatch.undo()
     assert "ENOSPC" in err and "No space left on device" in err and out in err
