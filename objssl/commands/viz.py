@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     pv.add_argument("image", help="image file")
     pv.add_argument("--method", required=True,
                     help="a method (objssl list methods): its views exactly as it trains with them; "
-                    "or univip, whose view preset exists before its method")
+                    "or a view preset (objssl.data.views.VIEW_PRESETS)")
     pv.add_argument("--source", default=None,
                     help="proposal source for the boxes (default: selective_search if installed, else random)")
     pv.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="source parameter")
@@ -95,7 +95,7 @@ def run_proposals(args: argparse.Namespace) -> int:
 
 
 def _views_transform(method: str):
-    """The transform ``method`` trains with (a registered method), or the ``univip`` view preset."""
+    """The transform ``method`` trains with (a registered method), or a view preset's."""
     from objssl.data.views import VIEW_PRESETS, BoxAwareViews
     from objssl.errors import UserError
     from objssl.methods import method_transform
@@ -139,9 +139,15 @@ def run_views(args: argparse.Namespace) -> int:
             if sample["overlap_valid"][v, other]:
                 pic = draw_boxes(pic, sample["overlap"][v, other][None], colors=[(255, 255, 255)], width=1)
         pictures.append(pic)
+    canvas = ""
+    if "instances" in sample:  # UniVIP: the image the instance crops are cut from, with their boxes
+        valid = sample["box_mask"].bool()
+        pictures.append(draw_boxes(sample["instances"]["canvas"], sample["instances"]["boxes"][valid],
+                                   colors=[c for c, ok in zip(colors, valid) if ok], width=3))
+        canvas = " (the last picture: the instance canvas)"
     save_png(side_by_side(pictures), args.output)
     n = int(sample["box_mask"].sum())
-    print(f"{args.output}: {len(pictures)} {args.method} views of {args.image}, {n} boxes "
+    print(f"{args.output}: {len(pictures)} {args.method} views of {args.image}{canvas}, {n} boxes "
           f"(source {name}); the same colour is the same box in every view, white = overlap with the next view")
     return 0
 

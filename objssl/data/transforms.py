@@ -63,8 +63,11 @@ def _blur_kernel(size: int) -> int:
     return k if k % 2 == 1 else k + 1
 
 
-def photometric_transform(aug: ViewAugmentation, *, normalize: bool = True) -> v2.Transform:
-    """Colour ops of one view on a uint8 image tensor, ending in a normalised float tensor."""
+def photometric_transform(aug: ViewAugmentation, *, normalize: bool = True, to_float: bool = True) -> v2.Transform:
+    """Colour ops of one view on a uint8 image tensor, ending in a normalised float tensor
+    (``to_float=False``: the colour ops only, uint8 in and out, e.g. UniVIP's instance canvas)."""
+    if normalize and not to_float:
+        raise ValueError("photometric_transform: normalize needs to_float")
     ops: list[v2.Transform] = [
         v2.RandomApply([v2.ColorJitter(*aug.jitter)], p=aug.jitter_p),
         v2.RandomGrayscale(p=aug.grayscale_p),
@@ -74,7 +77,8 @@ def photometric_transform(aug: ViewAugmentation, *, normalize: bool = True) -> v
         ops.append(v2.RandomApply([blur], p=aug.blur_p))
     if aug.solarize_p > 0:
         ops.append(v2.RandomSolarize(threshold=128, p=aug.solarize_p))
-    ops.append(v2.ToDtype(torch.float32, scale=True))
+    if to_float:
+        ops.append(v2.ToDtype(torch.float32, scale=True))
     if normalize:
         ops.append(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD))
     return v2.Compose(ops)

@@ -34,10 +34,10 @@ def _batch(needs: frozenset[str], image_size: int, n: int = 4) -> tuple[str, dic
     from objssl.data.views import BoxAwareViews
     from objssl.proposals import RandomSource
 
-    unsupported = sorted(set(needs) - {"views", "boxes", "overlap"})
+    unsupported = sorted(set(needs) - {"views", "boxes", "overlap", "instances"})
     if unsupported:
         raise NotImplementedError(f"check_objective has no batch with {', '.join(unsupported)} yet")
-    preset = "soco" if "boxes" in needs else "slotcon"
+    preset = "univip" if "instances" in needs else "soco" if "boxes" in needs else "slotcon"
     views = BoxAwareViews.from_preset(preset, size=image_size)
     samples = []
     for i, path in enumerate(demo_images()[:n]):

@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import nn
 
-from objssl.data.views import VIEW_PRESETS, BoxAwareViews
+from objssl.data.views import VIEW_PRESETS, BoxAwareViews, preset_provides
 from objssl.errors import ConfigError
 from objssl.methods.arguments import check_arguments, suggest
 from objssl.methods.objective_method import ObjectiveMethod
@@ -30,10 +30,9 @@ __all__ = ["Compose", "views_provide", "resolve_objectives"]
 
 
 def views_provide(preset: str) -> tuple[frozenset[str], int]:
-    """``(batch fields, number of views)`` a view preset gives: views and overlaps always, boxes when k > 0."""
-    spec = VIEW_PRESETS[preset]
-    fields = {"views", "overlap"} | ({"boxes"} if spec.get("k", 0) > 0 else set())
-    return frozenset(fields), len(spec["views"])
+    """``(batch fields, number of views)`` a view preset gives: views and overlaps always, boxes when k > 0,
+    instances with an instance canvas (:func:`objssl.data.views.preset_provides`)."""
+    return preset_provides(preset), len(VIEW_PRESETS[preset]["views"])
 
 
 def resolve_objectives(objectives: Any, views: str) -> list[tuple[type, float, dict[str, Any]]]:

@@ -11,8 +11,11 @@ from objssl.objectives.slotcon_pixel import SlotConPixel
 from objssl.objectives.slotcon_slots import SlotConSlots
 from objssl.objectives.soco_boxes import SoCoBoxes
 from objssl.objectives.soco_c4_boxes import SoCoC4Boxes
+from objssl.objectives.univip_instance_ot import UniVIPInstanceOT
+from objssl.objectives.univip_scene_instance import UniVIPSceneInstance
 
 __all__ = [
     "BATCH_NEEDS", "BuildContext", "Objective", "StepFeatures",
     "BYOLGlobal", "SoCoBoxes", "SoCoC4Boxes", "SlotConPixel", "SlotConSlots",
+    "UniVIPSceneInstance", "UniVIPInstanceOT",
 ]

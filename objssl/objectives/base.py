@@ -28,7 +28,8 @@ from torch import Tensor, nn
 __all__ = ["BATCH_NEEDS", "BuildContext", "Objective"]
 
 #: what a term may need from a batch: the views, boxes carried through them (``boxes``, ``box_mask``,
-#: ``box_ids``), view overlaps (``overlap``, ``overlap_valid``, ``flips``), instance ids, neighbours
+#: ``box_ids``), view overlaps (``overlap``, ``overlap_valid``, ``flips``), ``instances`` (the image on a
+#: canvas with the boxes on it, to cut instance crops from: UniVIP), neighbours
 BATCH_NEEDS = frozenset({"views", "boxes", "overlap", "instances", "neighbours"})
 
 

@@ -1,4 +1,8 @@
-"""The per-step feature cache: each view through each branch's backbone (and neck) once, shared by all terms."""
+"""The per-step feature cache: each view through each branch's backbone (and neck) once, shared by all terms.
+
+Besides the batch's views, a term may add an input of its own (UniVIP's instance crops) with
+:meth:`StepFeatures.add_input`; it then goes through each branch's backbone once too, under its name.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ class StepFeatures:
             deepest map in ``maps`` (``forward_intermediates(stop_early=True)``).
         neck: whether the branches have the shared FPN neck (``branch["neck"]``).
 
-    The ``target`` branch always runs under ``torch.no_grad()``.
+    The ``target`` branch always runs under ``torch.no_grad()``. ``view`` is a view's index or the
+    name of an input added with :meth:`add_input`.
     """
 
     def __init__(
@@ -31,9 +36,18 @@ class StepFeatures:
     ) -> None:
         self.branches, self.views = branches, list(views)
         self.maps, self.pooled, self.has_neck = list(maps), pooled, neck
-        self._memo: dict[tuple[str, int, str], Any] = {}
+        self._memo: dict[tuple[str, int | str, str], Any] = {}
+        self._inputs: dict[str, Tensor] = {}
 
-    def memo(self, branch: str, view: int, key: str, fn: Callable[[], Any]) -> Any:
+    def add_input(self, name: str, make: Callable[[], Tensor]) -> str:
+        """Register a batch of images other than the views (``make()`` runs once per step, without
+        gradient); returns ``name``, to pass as ``view`` to :meth:`backbone` and :meth:`memo`."""
+        if name not in self._inputs:
+            with torch.no_grad():
+                self._inputs[name] = make()
+        return name
+
+    def memo(self, branch: str, view: int | str, key: str, fn: Callable[[], Any]) -> Any:
         """``fn()`` once per ``(branch, view, key)`` (under no_grad for the target)."""
         slot = (branch, view, key)
         if slot not in self._memo:
@@ -48,12 +62,13 @@ class StepFeatures:
         """The head group ``group`` (a term name or a shared group name) of ``branch``."""
         return self.branches[branch][group]
 
-    def backbone(self, branch: str, view: int) -> Any:
+    def backbone(self, branch: str, view: int | str) -> Any:
         """:class:`objssl.backbones.BackboneOutput` of ``view`` (``pooled`` None unless a term needs it)."""
         bb = self.branches[branch]["backbone"]
+        x = self._inputs[view] if isinstance(view, str) else self.views[view]
         if self.pooled:
-            return self.memo(branch, view, "backbone", lambda: bb(self.views[view]))
-        return self.memo(branch, view, "backbone", lambda: bb(self.views[view], maps=self.maps, pooled=False))
+            return self.memo(branch, view, "backbone", lambda: bb(x))
+        return self.memo(branch, view, "backbone", lambda: bb(x, maps=self.maps, pooled=False))
 
     def pyramid(self, branch: str, view: int) -> dict[str, Tensor]:
         """The shared FPN neck's maps of ``view``."""

@@ -19,7 +19,8 @@ The rules of each method (see docs/methods.md) are the presets in :data:`VIEW_PR
   (view 1 drawn once, view 2 re-drawn up to 10 times).
 * ``univip``: two 224 bicubic crops of scale (0.08, 1) whose overlap (edges >= 64 px) fully contains
   K = 4 proposals (after UniVIP's filter: sides >= 64, aspect <= 3, IoU <= 0.5), 20 tries; otherwise
-  the best pair, topped up with random boxes inside the overlap.
+  the best pair, topped up with random boxes inside the overlap; plus the "instances": the image on a
+  448 canvas (its own colour draw) with the K boxes on it, for 96×96 crops cut on the device.
 
 Differences from the official code, on purpose: SoCo samples its 1–2 and 1–3 box sets separately; here
 one set must be visible in all views (identity across every view is the contract). Every retry loop is
@@ -35,7 +36,8 @@ Modules, one job each: :mod:`~objssl.data.views.view_spec` (one view's geometry 
 :mod:`~objssl.data.views.crops` (each view's crop and the overlap rule),
 :mod:`~objssl.data.views.box_geometry` (intersections, visibility, jitter, top-up, overlap boxes),
 :mod:`~objssl.data.views.box_selection` (the ``K`` boxes, fallbacks, padding),
-:mod:`~objssl.data.views.events` (the counted fallbacks) and
+:mod:`~objssl.data.views.events` (the counted fallbacks),
+:mod:`~objssl.data.views.instances` (UniVIP's instance canvas) and
 :mod:`~objssl.data.views.box_aware_views` (the transform).
 """
 

@@ -16,11 +16,12 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from objssl.data.transforms import IMAGENET_MEAN, IMAGENET_STD, photometric_transform
+from objssl.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ViewAugmentation, photometric_transform
 from objssl.data.views.box_geometry import jitter_boxes, overlap_in_view, resize_boxes, visible_in_crops
 from objssl.data.views.box_selection import select_boxes
 from objssl.data.views.crops import draw_crops, overlap_ok
 from objssl.data.views.events import STAT_KEYS
+from objssl.data.views.instances import InstanceCanvas
 from objssl.data.views.presets import preset_kwargs, provided_fields
 from objssl.data.views.view_spec import BoxViewSpec
 
@@ -53,6 +54,9 @@ class BoxAwareViews:
         box_filter: ``(boxes, (W, H)) -> boxes`` applied to an image's proposals (e.g.
             :func:`objssl.proposals.filters.soco_filter`).
         normalize: ImageNet mean/std normalisation (off: float views in [0, 1]).
+        instance_canvas: side of the canvas the K boxes' instance crops are cut from on the device
+            (UniVIP; :class:`objssl.data.views.instances.InstanceCanvas`); 0: no instances.
+        instance_color: the canvas's colour operations (default: view 0's).
 
     Output of ``views(image, meta=None, boxes=None)``:
         ``views``: list of ``float [3, h_v, w_v]``; ``boxes``: list of ``float [K, 4]`` (xyxy in each
@@ -62,7 +66,9 @@ class BoxAwareViews:
         pixels; ``crops``: ``float [V, 4]`` (each view's crop in image pixels); ``flips``: ``bool [V]``;
         ``overlap``: ``float [V, V, 4]`` (crop i ∩ crop j in view i's pixels); ``overlap_valid``:
         ``bool [V, V]``; ``image_size``: ``long [2]`` (H, W); ``view_events``: ``long [5]``
-        (:data:`objssl.data.views.STAT_KEYS`).
+        (:data:`objssl.data.views.STAT_KEYS`). With ``instance_canvas``: ``instances``, a dict of
+        ``canvas`` ``uint8 [3, S, S]`` (the image resized, colour drawn for this image), ``boxes``
+        ``float [K, 4]`` (the boxes on it) and ``flips`` ``bool [K]``.
     """
 
     wants_meta = True
@@ -84,6 +90,8 @@ class BoxAwareViews:
         proposals: Any = None,
         box_filter: Callable[[Tensor, tuple[float, float]], Tensor] | None = None,
         normalize: bool = True,
+        instance_canvas: int = 0,
+        instance_color: ViewAugmentation | None = None,
     ) -> None:
         self.views = tuple(views)
         if not self.views:
@@ -115,6 +123,10 @@ class BoxAwareViews:
         self._colour = [photometric_transform(replace(s.color, size=s.hw[0]), normalize=False) for s in self.views]
         self._norm = v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)
         self.stats = {key: 0 for key in ("samples", *STAT_KEYS)}
+        if instance_canvas and not self.k:
+            raise ValueError("BoxAwareViews: instance_canvas needs boxes (k > 0)")
+        self.instances = (InstanceCanvas(instance_canvas, instance_color or self.views[0].color,
+                                         hflip_p=self.views[0].hflip_p) if instance_canvas else None)
         self._warned: set[str] = set()
 
     @classmethod
@@ -129,13 +141,15 @@ class BoxAwareViews:
             kwargs["views"] = tuple(
                 replace(s, size=max(8, round(s.hw[0] * size / 224))) for s in kwargs["views"]
             )
+            if kwargs.get("instance_canvas"):
+                kwargs["instance_canvas"] = max(8, round(kwargs["instance_canvas"] * size / 224))
         kwargs.update(overrides)
         return cls(proposals=proposals, **kwargs)
 
     @property
     def provides(self) -> frozenset[str]:
         """The batch fields these views provide (:func:`objssl.data.views.preset_provides`)."""
-        return provided_fields(self.k)
+        return provided_fields(self.k, instances=self.instances is not None)
 
     # ---------------------------------------------------------------------------- helpers
     def _event(self, events: list[int], key: str, message: str) -> None:
@@ -228,6 +242,7 @@ class BoxAwareViews:
             out_boxes.append(vb * mask[:, None])
 
         overlap, overlap_valid = self._overlaps(crops, flips)
+        extra = self.instances(img, sel_boxes, mask) if self.instances is not None else {}
         return {
             "views": out_views,
             "boxes": out_boxes,
@@ -240,6 +255,7 @@ class BoxAwareViews:
             "overlap_valid": overlap_valid,
             "image_size": torch.tensor([H, W]),
             "view_events": torch.tensor(events),
+            **extra,
         }
 
     @staticmethod

@@ -48,6 +48,9 @@ VIEW_PRESETS: dict[str, dict[str, Any]] = {
         views=(_UNIVIP_V1, replace(_UNIVIP_V1, color=BYOL_VIEWS[1])),
         k=4, min_visible=1.0, min_boxes=4, min_overlap_side=64, max_tries=20, pad="duplicate",
         fallback="random", fallback_min_size=64, box_filter=univip_filter,
+        # instances are cut from the original image at 96 on the device; 448 keeps COCO's ~640-px
+        # images within 1.5x of their resolution (see objssl.data.views.instances)
+        instance_canvas=448,
     ),
 }
 
@@ -59,12 +62,14 @@ def preset_kwargs(name: str) -> dict[str, Any]:
     return dict(VIEW_PRESETS[name])
 
 
-def provided_fields(k: int) -> frozenset[str]:
+def provided_fields(k: int, instances: bool = False) -> frozenset[str]:
     """Batch fields of :class:`objssl.data.views.BoxAwareViews` with ``k`` boxes per image: always
-    ``views`` and ``overlap`` (each pair's shared region), ``boxes`` when ``k > 0``."""
-    return frozenset({"views", "overlap"} | ({"boxes"} if k > 0 else set()))
+    ``views`` and ``overlap`` (each pair's shared region), ``boxes`` when ``k > 0``, ``instances``
+    (the canvas the boxes' instance crops are cut from) with an instance canvas."""
+    return frozenset({"views", "overlap"} | ({"boxes"} if k > 0 else set()) | ({"instances"} if instances else set()))
 
 
 def preset_provides(name: str) -> frozenset[str]:
     """The batch fields preset ``name`` provides (what objective terms may ask the views for)."""
-    return provided_fields(int(preset_kwargs(name).get("k", 4)))
+    kwargs = preset_kwargs(name)
+    return provided_fields(int(kwargs.get("k", 4)), instances=bool(kwargs.get("instance_canvas", 0)))
