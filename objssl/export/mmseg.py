@@ -99,6 +99,14 @@ def _verify_against_mmseg(keys: dict[str, tuple[int, ...]], spec: dict[str, Any]
     return f"names and shapes checked against mmseg's {spec['type']} depth {spec['depth']} ({len(expected)} tensors)"
 
 
+def _part_name(key: str) -> str:
+    """``online.neck.*`` → ``neck``; a head of an objective term, ``online.<term>.<head>.*`` → ``<head> (<term>)``."""
+    segs = key.split(".")
+    if segs[1] == "neck" or len(segs) < 4:
+        return segs[1]
+    return f"{segs[2]} ({segs[1]})"
+
+
 @EXPORTERS.register("mmseg")
 def export_mmseg(ckpt: dict[str, Any], out_path: str, *, which: str = "teacher", arch: str = "auto") -> ExportReport:
     """Write the ``which`` backbone as an mmseg backbone checkpoint (``.pth``).
@@ -147,7 +155,7 @@ def export_mmseg(ckpt: dict[str, Any], out_path: str, *, which: str = "teacher",
             f"dict(type='Pretrained', checkpoint={out_path!r})) with custom_imports "
             "objssl.integrations.mmseg; skipped keys belong to layers a dense model does not use"
         )
-    other = sorted({k.split(".")[1] for k in checkpoint_model(ckpt)
+    other = sorted({_part_name(k) for k in checkpoint_model(ckpt)
                     if k.startswith(branch_prefix(which) + ".") and k.split(".")[1] != "backbone"})
     if other:
         report.notes.append(f"not exported ({which} parts without an mmseg counterpart): {', '.join(other)}")

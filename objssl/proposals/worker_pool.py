@@ -35,9 +35,13 @@ class WorkerCrash:
 
 def _describe_exit(pool: ProcessPoolExecutor) -> str:
     # The executor terminates the surviving workers (SIGTERM) once it is broken; the others died.
-    processes = getattr(pool, "_processes", None) or {}
-    codes = sorted({p.exitcode for p in list(processes.values())
-                    if p.exitcode not in (None, 0, -signal.SIGTERM)})
+    # Its manager thread reaps them concurrently, so an exit code read now can still be missing:
+    # take the processes, let the shutdown join them, then read the codes.
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=True, cancel_futures=True)
+    for p in processes:
+        p.join(timeout=10)
+    codes = sorted({p.exitcode for p in processes if p.exitcode not in (None, 0, -signal.SIGTERM)})
     if not codes:
         return "terminated"
     words = []

@@ -57,7 +57,7 @@ def test_pretrain_then_export_to_timm_round_trip(trained, tmp_path, capsys):
     strict = timm.create_model("test_resnet", num_classes=0)
     result = strict.load_state_dict(torch.load(weights), strict=True)
     assert not result.missing_keys and not result.unexpected_keys
-    state = torch.load(ckpt, weights_only=False)["model"]
+    state = torch.load(ckpt, weights_only=True)["model"]
     for k, v in model.state_dict().items():
         assert torch.equal(v, state["target.backbone.model." + k]), k
     # exporter options reach the exporter; one it does not take is a one-line error
@@ -173,7 +173,7 @@ def test_import_makes_a_user_method_usable(tmp_path, photo_folder, monkeypatch, 
     monkeypatch.chdir(tmp_path)  # found as a module name from the current folder
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     assert main(["pretrain", "--import", "my_objssl_parts", *args[1:], "--out", str(tmp_path / "run")]) == 0
-    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "step_00000002.pth", weights_only=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "step_00000002.pth", weights_only=True)
     assert ckpt["method"] == "cli_test_byol"
     # a .py file works too
     other = tmp_path / "elsewhere" / "parts_file.py"

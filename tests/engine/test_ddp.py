@@ -34,7 +34,7 @@ def test_two_process_gloo_equals_one_process(tmp_path, photo_folder):
     _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
           str(_free_port()), "-m", "objssl.cli", *common, "--out", str(tmp_path / "two")], env)
     def load(run, step):
-        return torch.load(tmp_path / run / "checkpoints" / f"step_{step:08d}.pth", weights_only=False)
+        return torch.load(tmp_path / run / "checkpoints" / f"step_{step:08d}.pth", weights_only=True)
 
     for step in (1, 2):
         one, two = load("one", step), load("two", step)

@@ -68,7 +68,7 @@ def test_skipped_nonfinite_step_leaves_every_tensor_as_before(tmp_path, photo_fo
     assert any("running_mean" in k for k in before) and any(k.startswith("optim.") for k in before)
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert changed == []
-    ckpt = torch.load(out / "checkpoints" / "step_00000005.pth", weights_only=False)
+    ckpt = torch.load(out / "checkpoints" / "step_00000005.pth", weights_only=True)
     bad = [k for k, v in ckpt["model"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
     assert bad == []
     assert ckpt["progress"]["nonfinite_total"] == 1
@@ -224,7 +224,7 @@ def test_counters_are_totalled_logged_and_resumed_exactly(tmp_path, photo_folder
     split = apply_overrides(tiny_config(tmp_path / "split", photo_folder, max_steps=6, ckpt_every=100),
                             ["data.num_workers=2"])
     Trainer(split).fit(stop_after_steps=3)
-    ckpt = torch.load(tmp_path / "split" / "checkpoints" / "step_00000003.pth", weights_only=False)
+    ckpt = torch.load(tmp_path / "split" / "checkpoints" / "step_00000003.pth", weights_only=True)
     assert ckpt["progress"]["counters"]["views/any"] == 12
     resumed = Trainer(split, resume=True).fit()
 

@@ -29,7 +29,7 @@ def test_run_writes_checkpoint_logs_and_tensorboard(tmp_path, photo_folder, tiny
     scaled = 0.5 * 4 / 256
     assert rows[0]["lr"] == pytest.approx(scaled * 0.01)
     assert rows[1]["lr"] == pytest.approx(scaled)
-    ckpt = torch.load(out / "checkpoints" / "step_00000003.pth", weights_only=False)
+    ckpt = torch.load(out / "checkpoints" / "step_00000003.pth", weights_only=True)
     assert ckpt["format"] == "objssl-checkpoint" and ckpt["backbone"]["name"] == "test_resnet"
 
 

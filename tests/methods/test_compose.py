@@ -41,7 +41,7 @@ def test_demo_composition_trains_and_exports_to_timm(config, demo_cache, tmp_pat
     model = timm.create_model("test_resnet", num_classes=0)
     sd = torch.load(weights, weights_only=True)
     model.load_state_dict(sd, strict=True)
-    state = torch.load(ckpt, weights_only=False)["model"]
+    state = torch.load(ckpt, weights_only=True)["model"]
     assert all(torch.equal(v, state[f"target.backbone.model.{k}"]) for k, v in sd.items())
 
 

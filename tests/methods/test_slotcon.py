@@ -99,7 +99,7 @@ def test_cli_pretrain_logs_slots_and_exports_to_timm(tmp_path):
     model = timm.create_model("test_vit", num_classes=0)
     sd = torch.load(tmp_path / "vit.pth", weights_only=True)
     model.load_state_dict(sd)  # strict: every tensor has a place
-    teacher = torch.load(ckpt, weights_only=False)["model"]
+    teacher = torch.load(ckpt, weights_only=True)["model"]
     for k, v in sd.items():
         assert torch.equal(v, teacher[f"target.backbone.model.{k}"])
 
@@ -147,7 +147,7 @@ def test_gathered_slot_loss_two_processes_equals_one(tmp_path):
         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    parts = [torch.load(tmp_path / f"r.{r}", weights_only=False) for r in range(2)]
+    parts = [torch.load(tmp_path / f"r.{r}", weights_only=True) for r in range(2)]
     total = sum(p["n"] for p in parts)
     combined = sum(p["loss"] * p["n"] for p in parts) / total
     assert abs(combined.item() - single.item()) < 1e-5
@@ -180,7 +180,7 @@ def test_slotcon_resnet_checkpoint_exports_to_detectron2_and_mmseg(tmp_path):
                  "--workers", "0", "--out", str(out), "method.num_prototypes=8", "method.proj_hidden_dim=32",
                  "method.proj_dim=16", "method.image_size=64", "train.progress=false"]) == 0
     ckpt = str(out / "checkpoints" / "step_00000001.pth")
-    teacher = torch.load(ckpt, weights_only=False)["model"]
+    teacher = torch.load(ckpt, weights_only=True)["model"]
     assert main(["export", ckpt, "--to", "detectron2", "-o", str(tmp_path / "r18.pkl")]) == 0
     import pickle
 
@@ -188,6 +188,6 @@ def test_slotcon_resnet_checkpoint_exports_to_detectron2_and_mmseg(tmp_path):
     # the stem conv is the teacher's, under detectron2's name
     assert np.array_equal(d2["backbone.bottom_up.stem.conv1.weight"], teacher["target.backbone.model.conv1.weight"].numpy())
     assert main(["export", ckpt, "--to", "mmseg", "-o", str(tmp_path / "r18_mmseg.pth")]) == 0
-    mm = torch.load(tmp_path / "r18_mmseg.pth", weights_only=False)
+    mm = torch.load(tmp_path / "r18_mmseg.pth", weights_only=True)
     mm = mm.get("state_dict", mm)
     assert any(torch.equal(v, teacher["target.backbone.model.conv1.weight"]) for v in mm.values())
