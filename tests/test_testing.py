@@ -45,3 +45,13 @@ def test_check_proposal_source_passes_grid_and_refuses_boxes_outside_the_image()
     check_proposal_source(GridSource)
     with pytest.raises(ProposalSourceCheckError, match="inside"):
         check_proposal_source(_Shifting)
+
+
+class _NeedsNeighbours(BYOLGlobal):
+    name = "needs_neighbours"
+    needs = frozenset({"views", "neighbours"})
+
+
+def test_check_objective_says_when_no_pipeline_provides_a_need():
+    with pytest.raises(ValueError, match="no objssl view pipeline provides neighbours"):
+        check_objective(_NeedsNeighbours)

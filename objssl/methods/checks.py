@@ -36,7 +36,9 @@ def _batch(needs: frozenset[str], image_size: int, n: int = 4) -> tuple[str, dic
 
     unsupported = sorted(set(needs) - {"views", "boxes", "overlap", "instances"})
     if unsupported:
-        raise NotImplementedError(f"check_objective has no batch with {', '.join(unsupported)} yet")
+        # no view pipeline of objssl's makes these fields (neighbours come with ORL's data set)
+        raise ValueError(f"check_objective: no objssl view pipeline provides {', '.join(unsupported)}, "
+                         "so a term that needs it cannot be checked on a real batch here")
     preset = "univip" if "instances" in needs else "soco" if "boxes" in needs else "slotcon"
     views = BoxAwareViews.from_preset(preset, size=image_size)
     samples = []
