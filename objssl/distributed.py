@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = [
-    "DistInfo", "init_distributed", "all_reduce_mean", "all_reduce_min", "all_gather_cat", "rank_and_world",
+    "DistInfo", "init_distributed", "all_reduce_mean", "all_reduce_sum", "all_reduce_min", "all_gather_cat", "rank_and_world",
     "is_main_process",
 ]
 
@@ -55,6 +55,15 @@ def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
     t = t.detach().clone()
     dist.all_reduce(t)
     return t / dist.get_world_size()
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum of ``t`` over ranks (returns a new tensor; ``t`` itself without a process group)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return t
+    t = t.detach().clone()
+    dist.all_reduce(t)
+    return t
 
 
 def all_reduce_min(t: torch.Tensor) -> torch.Tensor:

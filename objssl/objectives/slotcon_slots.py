@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from objssl.distributed import all_reduce_sum
 from objssl.heads import MLPHead
 from objssl.losses import present_slots, slot_infonce
 from objssl.objectives.base import BuildContext
@@ -53,7 +54,21 @@ class SlotConSlots(SlotConHeads):
                   k_present: Tensor) -> Tensor:
         both = present_slots(q_scores) & k_present
         index = torch.nonzero(both.reshape(-1)).reshape(-1)
-        if len(index) < 2 and self.training:  # BatchNorm in the predictor needs two rows
-            return q_slots.sum() * 0.0
-        queries = predictor(q_slots.reshape(-1, q_slots.shape[-1])[index])
-        return slot_infonce(queries, index, k_slots, k_present, self.slot_temp, self.gather_distributed)
+        # DDP waits for a gradient of every parameter: a zero term keeps the predictor in the graph on
+        # a process that has too few queries to call it
+        untouched = sum(p.sum() for p in predictor.parameters()) * 0.0
+        if self.training:
+            # every process takes the same branch: slot_infonce gathers keys from all of them
+            # (and SyncBatchNorm statistics are gathered too)
+            if all_reduce_sum(torch.tensor(float(len(index)), device=q_slots.device)).item() < 2:
+                return q_slots.sum() * 0.0 + untouched
+            if len(index) < 2 and not _has_sync_batchnorm(predictor):
+                # BatchNorm of this process alone cannot normalise one row: it contributes no query
+                index = index[:0]
+        flat = q_slots.reshape(-1, q_slots.shape[-1])
+        queries = predictor(flat[index]) if len(index) else flat[index] * 0.0
+        return slot_infonce(queries, index, k_slots, k_present, self.slot_temp, self.gather_distributed) + untouched
+
+
+def _has_sync_batchnorm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.SyncBatchNorm) for m in module.modules())
