@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = [
-    "DistInfo", "init_distributed", "all_reduce_mean", "all_reduce_sum", "all_reduce_min", "all_gather_cat", "rank_and_world",
+    "DistInfo", "init_distributed", "all_reduce_mean", "all_reduce_sum", "all_reduce_min", "any_rank", "all_gather_cat", "rank_and_world",
     "is_main_process",
 ]
 
@@ -64,6 +64,20 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     t = t.detach().clone()
     dist.all_reduce(t)
     return t
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every process when ``flag`` is True on any (``flag`` itself without a process group).
+
+    A collective: every process must call it at the same point.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
 
 
 def all_reduce_min(t: torch.Tensor) -> torch.Tensor:

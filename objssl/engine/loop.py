@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from objssl.distributed import all_reduce_mean, all_reduce_min
+from objssl.distributed import all_reduce_mean, all_reduce_min, any_rank
 from objssl.engine.build import Parts, build_loader
 from objssl.engine.progress import batch_counts, sum_over_ranks
 from objssl.engine.setup import Runtime, to_device
@@ -92,7 +92,7 @@ class StepLoop:
                                   pin_memory=self.runtime.device.type == "cuda")
             batches = iter(loader)
             group: list[Any] = []
-            error = None
+            error, other_failed = None, False
             while step < stop_at:
                 try:
                     batch = next(batches)
@@ -104,6 +104,11 @@ class StepLoop:
                     break
                 group.append(batch)
                 if len(group) == self.accum:
+                    # a data error on another process ends this one too (else it waits in the
+                    # step's collectives for ever); the failing process raises its own error below
+                    if any_rank(False):
+                        other_failed = True
+                        break
                     yield epoch, group
                     group = []
                     step += 1
@@ -111,7 +116,11 @@ class StepLoop:
             # them alive (its traceback refers to the iterator) until the process exits
             del batches, loader
             if error is not None:
+                any_rank(True)  # tell the others, who are waiting to start this step
                 raise error
+            if other_failed:
+                raise DataError(f"reading the data for step {step + 1} failed on another process (its log "
+                                "names the error); fix the data, then continue with --resume")
 
     def optimizer_step(self, micro_batches: list[Any], step: int, total_steps: int) -> StepResult:
         """Forward/backward over the micro-batches, then one optimizer step and EMA update (``step``

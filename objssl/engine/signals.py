@@ -12,8 +12,7 @@ import logging
 import signal
 from typing import Any
 
-import torch
-import torch.distributed as dist
+from objssl.distributed import any_rank
 
 __all__ = ["STOP_SIGNALS", "StopRequest", "ignore_stop_signals"]
 
@@ -70,10 +69,4 @@ class StopRequest:
     @property
     def requested(self) -> bool:
         """True once any process of the job was signalled (all ranks agree, so they stop together)."""
-        if dist.is_available() and dist.is_initialized():
-            flag = torch.tensor([1.0 if self._flag else 0.0])
-            if dist.get_backend() == "nccl":
-                flag = flag.cuda()
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            return bool(flag.item() > 0)
-        return self._flag
+        return any_rank(self._flag)

@@ -50,3 +50,32 @@ def test_two_process_gloo_equals_one_process(tmp_path, photo_folder):
     l2 = [float(line.split('"loss": ')[1].split(",")[0]) for line in open(tmp_path / "two" / "metrics.jsonl")]
     assert len(l1) == len(l2) == 2
     assert l1 == __import__("pytest").approx(l2, abs=1e-5)
+
+
+FAIL_ON_RANK_1 = '''
+# reading fails on rank 1 from its third sample on (its second step): a disk gone, a bucket unmounted
+import os
+from objssl.data import dataset
+_read = dataset.ImageDataset.__getitem__
+_calls = [0]
+def _getitem(self, key):
+    _calls[0] += 1
+    if os.environ.get("RANK") == "1" and _calls[0] > 2:
+        raise RuntimeError("input/output error")
+    return _read(self, key)
+dataset.ImageDataset.__getitem__ = _getitem
+'''
+
+
+def test_a_data_error_on_one_process_stops_every_process(tmp_path, photo_folder):
+    (tmp_path / "fail_on_rank_1.py").write_text(FAIL_ON_RANK_1)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(_free_port()), "-m", "objssl.cli", *ARGS, "--data", str(photo_folder), "--out", str(tmp_path / "run"),
+           "--import", str(tmp_path / "fail_on_rank_1.py"), "train.max_steps=4"]
+    # without the agreement rank 0 waits in step 2's all-reduce until the process group times out
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "reading the data for step 2 failed: RuntimeError: input/output error" in out  # rank 1
+    assert "reading the data for step 2 failed on another process" in out  # rank 0
