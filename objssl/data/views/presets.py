@@ -18,6 +18,10 @@ __all__ = ["VIEW_PRESETS", "preset_kwargs", "preset_provides", "provided_fields"
 
 _SOCO_V1 = BoxViewSpec(224, "whole", color=BYOL_VIEWS[0], box_jitter=0.1, box_jitter_p=0.5)
 _SOCO_V2 = BoxViewSpec(224, "rrc", scale=(0.5, 1.0), color=BYOL_VIEWS[1])
+# box_sets stays "shared" here (the batch layout every preset user reads); the SoCo methods ask for
+# SoCo's own "per_pair" rule (their default, method.box_sets), see objssl.methods.soco
+_SOCO_BOXES = dict(k=4, min_visible=0.0, min_boxes=2, max_tries=5, pad="duplicate", fallback="whole",
+                   box_filter=soco_filter)
 _SLOT_V1 = BoxViewSpec(224, "rrc", scale=(0.08, 1.0), color=BYOL_VIEWS[0], interpolation="bicubic",
                        carries_boxes=False)
 _UNIVIP_V1 = replace(_SLOT_V1, carries_boxes=True)
@@ -25,20 +29,16 @@ _UNIVIP_V1 = replace(_SLOT_V1, carries_boxes=True)
 VIEW_PRESETS: dict[str, dict[str, Any]] = {
     "byol": dict(views=(BoxViewSpec(224, color=BYOL_VIEWS[0], carries_boxes=False),
                         BoxViewSpec(224, color=BYOL_VIEWS[1], carries_boxes=False)), k=0),
-    "soco": dict(
-        views=(_SOCO_V1, _SOCO_V2, replace(_SOCO_V2, size=112)),
-        k=4, min_visible=0.0, min_boxes=2, max_tries=5, pad="duplicate", fallback="whole",
-        box_filter=soco_filter,
-    ),
+    "soco": dict(views=(_SOCO_V1, _SOCO_V2, replace(_SOCO_V2, size=112)), **_SOCO_BOXES),
     "soco_star": dict(
         views=(_SOCO_V1, _SOCO_V2, replace(_SOCO_V2, size=192), BoxViewSpec(112, "same:1", color=BYOL_VIEWS[1])),
-        k=4, min_visible=0.0, min_boxes=2, max_tries=5, pad="duplicate", fallback="whole",
-        box_filter=soco_filter,
+        **_SOCO_BOXES,
     ),
+    # the official C4 data path jitters no box (ImageFolderImageAsymBboxCutout never calls jitter_props)
+    # and always cuts out inside view 2's boxes (SoCo:tools/SoCo_C4_*.sh)
     "soco_c4": dict(
-        views=(_SOCO_V1, replace(_SOCO_V2, scale=(0.6, 1.0))),
-        k=4, min_visible=0.0, min_boxes=2, max_tries=5, pad="duplicate", fallback="whole",
-        box_filter=soco_filter,
+        views=(replace(_SOCO_V1, box_jitter=0.0), replace(_SOCO_V2, scale=(0.6, 1.0), cutout_p=0.5)),
+        **_SOCO_BOXES,
     ),
     "slotcon": dict(
         views=(_SLOT_V1, replace(_SLOT_V1, color=BYOL_VIEWS[1])),
