@@ -167,12 +167,6 @@ class BoxAwareViews:
         kwargs = preset_kwargs(name)
         size = overrides.pop("size", None)
         cutout = {key: overrides.pop(key) for key in ("cutout_p", "cutout_area") if key in overrides}
-        if cutout:
-            if "cutout_area" in cutout:
-                cutout["cutout_area"] = tuple(float(a) for a in cutout["cutout_area"])
-            kwargs["views"] = tuple(replace(s, **cutout) if v and s.carries_boxes else s
-                                    for v, s in enumerate(overrides.get("views", kwargs["views"])))
-            overrides.pop("views", None)
         if size is not None:
             kwargs["views"] = tuple(
                 replace(s, size=max(8, round(s.hw[0] * size / 224))) for s in kwargs["views"]
@@ -180,6 +174,11 @@ class BoxAwareViews:
             if kwargs.get("instance_canvas"):
                 kwargs["instance_canvas"] = max(8, round(kwargs["instance_canvas"] * size / 224))
         kwargs.update(overrides)
+        if cutout:
+            if "cutout_area" in cutout:
+                cutout["cutout_area"] = tuple(float(a) for a in cutout["cutout_area"])
+            kwargs["views"] = tuple(replace(s, **cutout) if v and s.carries_boxes else s
+                                    for v, s in enumerate(kwargs["views"]))
         return cls(proposals=proposals, **kwargs)
 
     @property
