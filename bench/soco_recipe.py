@@ -8,7 +8,7 @@ nothing downloaded), when scikit-image is installed.
 
 Prints, per selective-search setting (``fast`` and ``single`` at ``--max-side`` and at full
 resolution): boxes per image (raw, and after SoCo's ``ratio3size0308post`` filter) and images/s on
-one thread. Then, with the ``single`` full-resolution boxes, the SoCo and SoCo* views at 224 for
+one thread (fast mode at full resolution only with ``--fast-full``: minutes per large photo). Then, with the ``single`` full-resolution boxes, the SoCo and SoCo* views at 224 for
 ``--epochs`` passes over the photos: per 100 samples, how often a box set fell back to the whole shared
 region (``views/fallback_whole``; per pair for ``per_pair``, so also per 100 pairs), how often the
 tries ran out, and the mean number of distinct proposals per set.
@@ -54,24 +54,28 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--max-side", type=int, default=500)
+    p.add_argument("--fast-full", action="store_true", help="also fast mode at full resolution (slow)")
     args = p.parse_args()
     torch.set_num_threads(1)
     images = photos()
     sizes = [im.shape[:2] for _, im in images]
     print(f"{len(images)} photos, {min(min(s) for s in sizes)}..{max(max(s) for s in sizes)} px")
     boxes: dict[str, list[torch.Tensor]] = {}
-    for mode in ("fast", "single"):
-        for side in (args.max_side, None):
-            src = SelectiveSearch(mode=mode, max_side=side)
-            t = time.perf_counter()
-            got = [src(im).boxes for _, im in images]
-            dt = time.perf_counter() - t
-            kept = [len(soco_filter(b, (im.shape[1], im.shape[0]))) for b, (_, im) in zip(got, images)]
-            label = f"{mode} max_side={side}"
-            boxes[label] = got
-            print(f"{label:26s} boxes/image {np.mean([len(b) for b in got]):7.1f}  after soco_filter "
-                  f"{np.mean(kept):6.1f}  images/s {len(images) / dt:6.2f}")
+    settings = [("single", args.max_side), ("single", None), ("fast", args.max_side)]
+    if args.fast_full:
+        settings.append(("fast", None))
+    for mode, side in settings:
+        src = SelectiveSearch(mode=mode, max_side=side)
+        t = time.perf_counter()
+        got = [src(im).boxes for _, im in images]
+        dt = time.perf_counter() - t
+        kept = [len(soco_filter(b, (im.shape[1], im.shape[0]))) for b, (_, im) in zip(got, images)]
+        label = f"{mode} max_side={side}"
+        boxes[label] = got
+        print(f"{label:26s} boxes/image {np.mean([len(b) for b in got]):7.1f}  after soco_filter "
+              f"{np.mean(kept):6.1f}  images/s {len(images) / dt:6.2f}", flush=True)
     props = boxes["single max_side=None"]
+    print(f"box sets on the {len(images)} photos with the single full-resolution boxes, {args.epochs} epochs", flush=True)
     from PIL import Image
 
     pil = [Image.fromarray(im) for _, im in images]
@@ -92,7 +96,7 @@ def main() -> None:
             rate = {k: 100.0 * int(v) / n for k, v in zip(STAT_KEYS, events)}
             print(f"{preset:9s} {box_sets:8s} fallback_whole {rate['fallback_whole']:5.1f} per 100 samples "
                   f"({rate['fallback_whole'] / pairs:5.1f} per 100 sets)  tries_exhausted "
-                  f"{rate['tries_exhausted']:5.1f}  distinct proposals per set {np.mean(distinct):.2f}")
+                  f"{rate['tries_exhausted']:5.1f}  distinct proposals per set {np.mean(distinct):.2f}", flush=True)
 
 
 if __name__ == "__main__":
