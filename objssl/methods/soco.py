@@ -28,6 +28,8 @@ class _BoxMethod(ObjectiveMethod):
 
     preset = "soco"
     uses_data = frozenset({"proposals"})
+    #: per-view changes to the preset (``BoxAwareViews.from_preset(view_overrides=...)``)
+    view_overrides: dict[int, dict[str, Any]] = {}
 
     @classmethod
     def check_config(cls, method_cfg: Mapping[str, Any]) -> None:
@@ -49,7 +51,7 @@ class _BoxMethod(ObjectiveMethod):
         value = lambda key: cls.config_value(method_cfg, key)  # noqa: E731
         return BoxAwareViews.from_preset(cls.preset, proposals=proposals, size=value("image_size"), k=value("k"),
                                          box_sets=value("box_sets"), cutout_p=float(value("cutout_p")),
-                                         cutout_area=tuple(value("cutout_area")))
+                                         cutout_area=tuple(value("cutout_area")), view_overrides=cls.view_overrides)
 
 
 @METHODS.register("soco")
@@ -119,6 +121,8 @@ class SoCoC4(_BoxMethod):
 
     name = "soco_c4"
     preset = "soco_c4"
+    # the official C4 data jitters no box (ImageFolderImageAsymBboxCutout never calls jitter_props)
+    view_overrides = {0: {"box_jitter": 0.0}}
 
     def __init__(
         self,

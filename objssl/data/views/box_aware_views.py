@@ -162,11 +162,13 @@ class BoxAwareViews:
 
         ``size=S`` scales every view's size by ``S / 224`` (handy for small tests and demos);
         ``cutout_p=P`` / ``cutout_area=(a, b)`` set the box cutout of every box-carrying view but view 0
-        (SoCo cuts views 2 and 3, not the whole-image view).
+        (SoCo cuts views 2 and 3, not the whole-image view); ``view_overrides={v: {field: value}}``
+        replaces fields of view ``v``'s :class:`BoxViewSpec` (after the size scaling).
         """
         kwargs = preset_kwargs(name)
         size = overrides.pop("size", None)
         cutout = {key: overrides.pop(key) for key in ("cutout_p", "cutout_area") if key in overrides}
+        per_view = overrides.pop("view_overrides", None) or {}
         if size is not None:
             kwargs["views"] = tuple(
                 replace(s, size=max(8, round(s.hw[0] * size / 224))) for s in kwargs["views"]
@@ -179,6 +181,8 @@ class BoxAwareViews:
                 cutout["cutout_area"] = tuple(float(a) for a in cutout["cutout_area"])
             kwargs["views"] = tuple(replace(s, **cutout) if v and s.carries_boxes else s
                                     for v, s in enumerate(kwargs["views"]))
+        if per_view:
+            kwargs["views"] = tuple(replace(s, **per_view.get(v, {})) for v, s in enumerate(kwargs["views"]))
         return cls(proposals=proposals, **kwargs)
 
     @property

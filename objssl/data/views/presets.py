@@ -18,8 +18,9 @@ __all__ = ["VIEW_PRESETS", "preset_kwargs", "preset_provides", "provided_fields"
 
 _SOCO_V1 = BoxViewSpec(224, "whole", color=BYOL_VIEWS[0], box_jitter=0.1, box_jitter_p=0.5)
 _SOCO_V2 = BoxViewSpec(224, "rrc", scale=(0.5, 1.0), color=BYOL_VIEWS[1])
-# box_sets stays "shared" here (the batch layout every preset user reads); the SoCo methods ask for
-# SoCo's own "per_pair" rule (their default, method.box_sets), see objssl.methods.soco
+# box_sets stays "shared" here (the batch layout every preset user reads) and the presets keep their
+# first rules; the SoCo methods ask for SoCo's "per_pair" rule, cutout and (C4) no jitter on top,
+# see objssl.methods.soco
 _SOCO_BOXES = dict(k=4, min_visible=0.0, min_boxes=2, max_tries=5, pad="duplicate", fallback="whole",
                    box_filter=soco_filter)
 _SLOT_V1 = BoxViewSpec(224, "rrc", scale=(0.08, 1.0), color=BYOL_VIEWS[0], interpolation="bicubic",
@@ -34,12 +35,8 @@ VIEW_PRESETS: dict[str, dict[str, Any]] = {
         views=(_SOCO_V1, _SOCO_V2, replace(_SOCO_V2, size=192), BoxViewSpec(112, "same:1", color=BYOL_VIEWS[1])),
         **_SOCO_BOXES,
     ),
-    # the official C4 data path jitters no box (ImageFolderImageAsymBboxCutout never calls jitter_props)
-    # and always cuts out inside view 2's boxes (SoCo:tools/SoCo_C4_*.sh)
-    "soco_c4": dict(
-        views=(replace(_SOCO_V1, box_jitter=0.0), replace(_SOCO_V2, scale=(0.6, 1.0), cutout_p=0.5)),
-        **_SOCO_BOXES,
-    ),
+    # the soco_c4 method turns view 1's jitter off and view 2's cutout on, as the official C4 data
+    "soco_c4": dict(views=(_SOCO_V1, replace(_SOCO_V2, scale=(0.6, 1.0))), **_SOCO_BOXES),
     "slotcon": dict(
         views=(_SLOT_V1, replace(_SLOT_V1, color=BYOL_VIEWS[1])),
         k=0, min_overlap_frac=0.01, max_tries=10, keep_first_crop=True,
