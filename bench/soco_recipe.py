@@ -8,7 +8,8 @@ nothing downloaded), when scikit-image is installed.
 
 Prints, per selective-search setting (``fast`` and ``single`` at ``--max-side`` and at full
 resolution): boxes per image (raw, and after SoCo's ``ratio3size0308post`` filter) and images/s on
-one thread (fast mode at full resolution only with ``--fast-full``: minutes per large photo). Then, with the ``single`` full-resolution boxes, the SoCo and SoCo* views at 224 for
+one thread (fast mode at full resolution only with ``--fast-full``: minutes per large photo). Then,
+with the ``single`` full-resolution boxes, the SoCo and SoCo* views at 224 for
 ``--epochs`` passes over the photos: per 100 samples, how often a box set fell back to the whole shared
 region (``views/fallback_whole``; per pair for ``per_pair``, so also per 100 pairs), how often the
 tries ran out, and the mean number of distinct proposals per set.
@@ -75,7 +76,8 @@ def main() -> None:
         print(f"{label:26s} boxes/image {np.mean([len(b) for b in got]):7.1f}  after soco_filter "
               f"{np.mean(kept):6.1f}  images/s {len(images) / dt:6.2f}", flush=True)
     props = boxes["single max_side=None"]
-    print(f"box sets on the {len(images)} photos with the single full-resolution boxes, {args.epochs} epochs", flush=True)
+    print(f"box sets on the {len(images)} photos with the single full-resolution boxes, {args.epochs} epochs",
+          flush=True)
     from PIL import Image
 
     pil = [Image.fromarray(im) for _, im in images]

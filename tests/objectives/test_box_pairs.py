@@ -58,7 +58,8 @@ def test_per_pair_with_equal_sets_is_the_shared_loss(name):
     assert not torch.allclose(out["loss"], shared["loss"])
     torch.testing.assert_close(out["positives_per_image"], shared["positives_per_image"])
     pairs_rois = []
-    hook = method.online["soco_boxes"]["box_head"].register_forward_hook(lambda m, i, o: pairs_rois.append(i[0].detach()))
+    head = method.online["soco_boxes"]["box_head"]
+    hook = head.register_forward_hook(lambda m, i, o: pairs_rois.append(i[0].detach()))
     method(_as_pairs(batch))
     hook.remove()
     assert torch.equal(rois[0], pairs_rois[0]) and not torch.equal(rois[2], pairs_rois[2])  # online: v1 p0, v2, v1 p1
