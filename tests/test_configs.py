@@ -23,9 +23,10 @@ def test_config_builds_its_method(path):
 
 @pytest.mark.parametrize("name, lr, wd, batch, epochs, warmup", [
     ("slotcon_coco_r50.yaml", 1.0, 1e-5, 512, 800, 5),
-    ("soco_fpn_coco.yaml", 1.0, 1e-5, 2048, 100, 10),
-    ("soco_star.yaml", 1.0, 1e-5, 2048, 400, 10),
-    ("soco_c4.yaml", 1.0, 1e-5, 2048, 100, 10),
+    ("soco_fpn_in1k.yaml", 1.0, 1e-5, 2048, 100, 10),
+    ("soco_fpn_in1k_400ep.yaml", 1.0, 1e-5, 2048, 400, 10),
+    ("soco_star_in1k_400ep.yaml", 1.0, 1e-5, 2048, 400, 10),
+    ("soco_c4_in1k.yaml", 1.0, 1e-5, 2048, 100, 10),
 ])
 def test_paper_settings(name, lr, wd, batch, epochs, warmup):
     cfg = load_config(str(CONFIGS[0].parent / name))
@@ -33,6 +34,41 @@ def test_paper_settings(name, lr, wd, batch, epochs, warmup):
     assert (o["name"], o["lr"], o["weight_decay"], o["exclude_1d"]) == ("lars", lr, wd, True)
     assert (t["batch_size"], t["epochs"], o["warmup_epochs"], o["min_lr"]) == (batch, epochs, warmup, 1e-6)
     assert o["kwargs"]["trust_coeff"] == 0.001
+
+
+IN1K_TRAIN, COCO_TRAIN = 1_281_167, 118_287
+
+
+@pytest.mark.parametrize("coco, in1k", [
+    ("soco_fpn_coco.yaml", "soco_fpn_in1k.yaml"),
+    ("soco_star.yaml", "soco_star_in1k_400ep.yaml"),
+    ("soco_c4.yaml", "soco_c4_in1k.yaml"),
+])
+def test_soco_coco_configs_run_the_papers_iterations(coco, in1k):
+    """A COCO config trains as many iterations as its ImageNet twin (the paper's run), within one COCO
+    epoch, warms up for the same iterations, says so in its header, and has the same recipe otherwise."""
+    from objssl.data.sampler import ResumableBatchSampler
+
+    a, b = (load_config(str(CONFIGS[0].parent / n)) for n in (coco, in1k))
+    per_epoch = {n: ResumableBatchSampler(n, 2048).steps_per_epoch for n in (COCO_TRAIN, IN1K_TRAIN)}
+    paper = b["train"]["epochs"] * per_epoch[IN1K_TRAIN]
+    steps = a["train"]["epochs"] * per_epoch[COCO_TRAIN]
+    assert paper <= steps < paper + per_epoch[COCO_TRAIN]
+    assert a["optim"]["warmup_steps"] == b["optim"]["warmup_epochs"] * per_epoch[IN1K_TRAIN]
+    header = (CONFIGS[0].parent / coco).read_text().split("method:")[0].replace(",", "")
+    assert str(paper) in header and str(steps) in header
+    assert a["method"] == b["method"] and a["train"]["batch_size"] == b["train"]["batch_size"] == 2048
+    assert {k: v for k, v in a["optim"].items() if not k.startswith("warmup")} == \
+        {k: v for k, v in b["optim"].items() if not k.startswith("warmup")}
+
+
+@pytest.mark.parametrize("name, cutout", [
+    ("soco_fpn_in1k.yaml", 0.5), ("soco_fpn_coco.yaml", 0.5), ("soco_c4_in1k.yaml", 0.5), ("soco_c4.yaml", 0.5),
+    ("soco_fpn_in1k_400ep.yaml", 0.0), ("soco_star_in1k_400ep.yaml", 0.0), ("soco_star.yaml", 0.0),
+])
+def test_soco_configs_follow_the_official_cutout_and_box_sets(name, cutout):
+    m = load_config(str(CONFIGS[0].parent / name))["method"]
+    assert m["cutout_p"] == cutout and m["box_sets"] == "per_pair"
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])

@@ -128,11 +128,13 @@ def run_views(args: argparse.Namespace) -> int:
     boxes = propose(_source(name, args.param), image, args.image, max_side=500)
     torch.manual_seed(args.seed)
     sample = transform(image, {"index": 0, "path": args.image}, boxes=boxes)
-    colors = box_colors(len(sample["box_mask"]))
+    colors = box_colors(sample["box_mask"].shape[-1])
+    per_pair = sample["box_mask"].ndim == 2  # SoCo's per-pair sets: view 1 shows its 1-2 set
     pictures = []
     for v, view in enumerate(sample["views"]):
-        valid = sample["box_mask"].bool()
-        pic = draw_boxes(view, sample["boxes"][v][valid], colors=[c for c, ok in zip(colors, valid) if ok],
+        valid = (sample["box_mask"][max(v - 1, 0)] if per_pair else sample["box_mask"]).bool()
+        boxes = sample["boxes"][v][0] if per_pair and v == 0 else sample["boxes"][v]
+        pic = draw_boxes(view, boxes[valid], colors=[c for c, ok in zip(colors, valid) if ok],
                          normalized=True, width=3)
         if len(sample["views"]) > 1:  # the region this view shares with the next one
             other = (v + 1) % len(sample["views"])
@@ -146,9 +148,11 @@ def run_views(args: argparse.Namespace) -> int:
                                    colors=[c for c, ok in zip(colors, valid) if ok], width=3))
         canvas = " (the last picture: the instance canvas)"
     save_png(side_by_side(pictures), args.output)
-    n = int(sample["box_mask"].sum())
+    n = int(sample["box_mask"][0].sum() if per_pair else sample["box_mask"].sum())
     print(f"{args.output}: {len(pictures)} {args.method} views of {args.image}{canvas}, {n} boxes "
-          f"(source {name}); the same colour is the same box in every view, white = overlap with the next view")
+          f"(source {name}); the same colour is the same box "
+          + ("within a pair (per-pair sets: view 1 shows its set for view 2)" if per_pair else "in every view")
+          + ", white = overlap with the next view")
     return 0
 
 

@@ -25,7 +25,9 @@ meaning); ``CHECKPOINT`` (objssl checkpoint or timm weights; empty: random init)
 ``STRICT`` (a checkpoint whose keys do not match the backbone is an error); ``TIMM_KWARGS``
 (extra ``timm.create_model`` keywords, e.g. ``{"drop_path_rate": 0.1}``); ``SIMPLE_PYRAMID`` (ViTs:
 strides 4..32 from the stride-16 map); ``RES5_EXTRA_NORM`` (C4: a norm after res5, as in the MoCo /
-SoCo C4 configs; empty for none).
+SoCo C4 configs; empty for none); ``PARTS`` (what of the checkpoint to load: ``backbone``,
+``backbone+fpn`` or ``all`` — backbone, FPN and box head; empty: ``all`` the checkpoint's method
+pretrains, which is the backbone alone for BYOL-like methods; ``train_net.py --parts``).
 
 Loading never happens silently: the loaded / missing / unexpected / dropped keys are logged (logger
 ``objssl.integrations``) and kept as ``backbone.load_report`` (FPN: ``backbone.bottom_up``).
@@ -60,7 +62,11 @@ __all__ = [
     "build_objssl_fpn_backbone",
     "build_objssl_c4_backbone",
     "load_objssl_parts",
+    "PART_CHOICES",
 ]
+
+#: ``MODEL.OBJSSL.PARTS`` / ``train_net.py --parts``: what of a checkpoint goes into the detector
+PART_CHOICES = ("backbone", "backbone+fpn", "all")
 
 logger = logging.getLogger("objssl.integrations")
 
@@ -78,6 +84,7 @@ def add_objssl_config(cfg: CfgNode) -> CfgNode:
     cfg.MODEL.OBJSSL.TIMM_KWARGS = CfgNode(new_allowed=True)
     cfg.MODEL.OBJSSL.SIMPLE_PYRAMID = False
     cfg.MODEL.OBJSSL.RES5_EXTRA_NORM = ""
+    cfg.MODEL.OBJSSL.PARTS = ""
     return cfg
 
 
@@ -223,17 +230,31 @@ class ObjsslRes5ROIHeads(Res5ROIHeads):
         return res5, out_channels
 
 
+def _chosen_parts(parts: dict[str, Tensor], choice: str) -> dict[str, Tensor]:
+    """The mapped parts ``choice`` keeps: none (``backbone``: the builders load it), the FPN's own
+    tensors (``backbone+fpn``: ``backbone.*`` outside the bottom-up model) or all of them."""
+    if choice == "backbone":
+        return {}
+    if choice == "backbone+fpn":
+        return {k: v for k, v in parts.items() if k.startswith("backbone.") and not k.startswith("backbone.bottom_up.")}
+    return dict(parts)
+
+
 def load_objssl_parts(model: nn.Module, cfg: CfgNode) -> list[str]:
     """Load the detector parts a method pretrained (FPN, box head) into a built model.
 
     Uses the mapper registered for the checkpoint's method in
     :data:`objssl.export.detectron2_parts.D2_PART_MAPPERS`; BYOL-like checkpoints have none, which is
-    logged. Shapes must match; every key is reported. Returns the model keys loaded.
+    logged. ``MODEL.OBJSSL.PARTS`` (:data:`PART_CHOICES`; empty: all) picks what is loaded. Shapes
+    must match; every key is reported. Returns the model keys loaded.
     """
     from objssl.checkpoint import NotAnObjsslCheckpointError, load_checkpoint
     from objssl.export.detectron2_parts import D2_PART_MAPPERS
 
     o = _objssl_cfg(cfg)
+    choice = str(o.get("PARTS", "") or "all")
+    if choice not in PART_CHOICES:
+        raise UserError(f"MODEL.OBJSSL.PARTS (--parts) {choice!r}: choose one of {', '.join(PART_CHOICES)}")
     if not o.CHECKPOINT or not str(o.CHECKPOINT):
         return []
     try:
@@ -246,13 +267,22 @@ def load_objssl_parts(model: nn.Module, cfg: CfgNode) -> list[str]:
         logger.info("checkpoint method %r pretrains no detector parts: FPN and heads start from scratch",
                     ckpt.get("method"))
         return []
+    kept = _chosen_parts(parts, choice)
+    if len(kept) < len(parts):
+        logger.info("--parts %s: %d of the %d pretrained detector-part tensors of %r are not loaded "
+                    "(they start from scratch)", choice, len(parts) - len(kept), len(parts), ckpt.get("method"))
+    parts = kept
+    if not parts:
+        return []
     target = model.state_dict()
     unknown = sorted(k for k in parts if k not in target)
     bad = sorted(k for k in parts if k in target and tuple(target[k].shape) != tuple(parts[k].shape))
     if unknown or bad:
         raise UserError(
             f"{o.CHECKPOINT}: {ckpt.get('method')} parts do not fit this detector "
-            f"(unknown keys {unknown[:3]}, shape mismatches {bad[:3]})"
+            f"(unknown keys {unknown[:3]}, shape mismatches {bad[:3]}); load fewer parts with "
+            f"--parts {'backbone' if choice == 'backbone+fpn' else 'backbone+fpn or --parts backbone'} "
+            f"(MODEL.OBJSSL.PARTS, now {choice!r})"
         )
     model.load_state_dict(parts, strict=False)
     logger.info("loaded %d detector-part tensors of %r from %s", len(parts), ckpt.get("method"), o.CHECKPOINT)

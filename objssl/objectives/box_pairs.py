@@ -1,4 +1,10 @@
-"""What SoCo's box terms share: heads on used boxes only, and view 1's boxes against every other view's."""
+"""What SoCo's box terms share: heads on used boxes only, and view 1's boxes against every other view's.
+
+Two batch layouts (:class:`objssl.data.views.BoxAwareViews` ``box_sets``): ``shared``, one box set for
+every view (``box_mask [B, K]``); ``per_pair``, one set per pair of view 1 with view ``b`` (``box_mask``,
+``box_ids [B, P, K]``, view 1's boxes ``boxes[0] [B, P, K, 4]``), where pair ``b - 1``'s view-1 boxes
+meet view ``b``'s.
+"""
 
 from __future__ import annotations
 
@@ -50,6 +56,8 @@ class BoxPairTerm(Objective):
         raise NotImplementedError(f"{type(self).__name__} must define embed()")
 
     def forward(self, batch: Mapping[str, Any], feats: Any) -> dict[str, Tensor]:
+        if batch["box_mask"].ndim == 3:
+            return self._forward_per_pair(batch, feats)
         boxes, mask, ids = batch["boxes"], batch["box_mask"].bool(), batch["box_ids"]
         views = range(len(batch["views"]))
         online = [self.embed(feats, "online", v, boxes[v], mask) for v in views]
@@ -59,3 +67,22 @@ class BoxPairTerm(Objective):
         preds = [box_rows(predictor, z, used) for z, used in online]
         loss, positives = pairwise_box_loss(self.criterion, preds, [z for z, _ in target], [u for _, u in online], ids)
         return {"loss": loss, "positives_per_image": positives}
+
+    def _forward_per_pair(self, batch: Mapping[str, Any], feats: Any) -> dict[str, Tensor]:
+        """Pair ``p``: view 1 with pair ``p``'s boxes against view ``p + 1`` (the layout: module docstring)."""
+        boxes, mask, ids = batch["boxes"], batch["box_mask"].bool(), batch["box_ids"]
+        predictor = feats.heads("online", self.name)["predictor"]
+        loss = torch.zeros((), device=ids.device)
+        positives = torch.zeros((), device=ids.device)
+        pairs = mask.shape[1]
+        for p in range(pairs):
+            b, m, i = p + 1, mask[:, p], ids[:, p]
+            z0, used0 = self.embed(feats, "online", 0, boxes[0][:, p], m)
+            zb, usedb = self.embed(feats, "online", b, boxes[b], m)
+            t0, _ = feats.memo("target", 0, f"{self.name}/pair{p}",
+                               lambda m=m, p=p: self.embed(feats, "target", 0, boxes[0][:, p], m))
+            tb, _ = feats.memo("target", b, self.name, lambda m=m, b=b: self.embed(feats, "target", b, boxes[b], m))
+            corr = correspondence_matrix(i, used0, i, usedb)
+            loss = loss + self.criterion(box_rows(predictor, z0, used0), t0, box_rows(predictor, zb, usedb), tb, corr)
+            positives = positives + corr.sum((1, 2)).mean()
+        return {"loss": loss, "positives_per_image": positives.detach() / pairs}

@@ -102,7 +102,8 @@ def soco_filter(boxes: torch.Tensor, image_wh: tuple[float, float]) -> torch.Ten
     """SoCo's ``ratio3size0308post`` filter. ``[K, 4] -> [M >= 1, 4]``.
 
     Keep boxes with ``w, h >= 32``, ``1/3 <= w/h <= 3`` and ``0.3 <= sqrt(wh)/sqrt(WH) <= 0.8``.
-    If none survive: the aspect rule only; then ``w, h >= 32`` only; then the whole image.
+    If none survive: ``w, h >= 32`` with the aspect rule (SoCo's ``filter_ratio``, which keeps the
+    32-px minimum); then ``w, h >= 32`` only; then the whole image.
     """
     boxes = boxes.reshape(-1, 4).float()
     b = _chain(boxes, min_size(boxes, 32, 32))
@@ -110,12 +111,12 @@ def soco_filter(boxes: torch.Tensor, image_wh: tuple[float, float]) -> torch.Ten
     b = _chain(b, relative_size(b, image_wh, 0.3, 0.8))
     if len(b):
         return b
-    b = _chain(boxes, aspect_range(boxes, 3.0))
+    sized = _chain(boxes, min_size(boxes, 32, 32))
+    b = _chain(sized, aspect_range(sized, 3.0))
     if len(b):
         return b
-    b = _chain(boxes, min_size(boxes, 32, 32))
-    if len(b):
-        return b
+    if len(sized):
+        return sized
     return whole_image_box(image_wh)
 
 

@@ -237,6 +237,63 @@ def test_detector_parts_come_through_a_registered_mapper(monkeypatch, tmp_path):
         load_objssl_parts(model, cfg)
 
 
+@pytest.mark.parametrize("choice, loads", [
+    ("", {"fpn", "head"}), ("all", {"fpn", "head"}), ("backbone+fpn", {"fpn"}), ("backbone", set()),
+])
+def test_parts_option_loads_what_it_says(monkeypatch, tmp_path, choice, loads):
+    from detectron2.modeling import build_model
+
+    from objssl.export.detectron2 import D2_PART_MAPPERS
+    from objssl.integrations.detectron2 import load_objssl_parts
+
+    cfg = make_cfg()
+    shapes = {k: v.shape for k, v in build_model(cfg).state_dict().items()}
+    head_key = next(k for k in shapes if k.startswith("roi_heads.box_head.") and k.endswith("weight"))
+    keys = {"fpn": "backbone.fpn_lateral2.weight", "head": head_key}
+    torch.manual_seed(0)
+    values = {part: torch.randn(shapes[k]) for part, k in keys.items()}
+    ckpt = write_checkpoint(tmp_path / "soco.pth", "resnet18", method="fake-soco")
+    monkeypatch.setitem(D2_PART_MAPPERS, "fake-soco", lambda ck, which: {keys[p]: v for p, v in values.items()})
+    cfg = make_cfg(checkpoint=ckpt, PARTS=choice)
+    model = build_model(cfg)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert load_objssl_parts(model, cfg) == sorted(keys[p] for p in loads)
+    after = model.state_dict()
+    for part, key in keys.items():
+        assert torch.equal(after[key], values[part]) == (part in loads)
+        if part not in loads:
+            assert torch.equal(after[key], before[key])  # left at its initialisation
+    teacher = backbone_tensors(ckpt, "teacher")  # the backbone comes from the checkpoint whatever the choice
+    assert all(torch.equal(v, teacher[k]) for k, v in model.backbone.bottom_up.model.state_dict().items())
+
+
+def test_parts_refusal_names_the_option(monkeypatch, tmp_path):
+    from detectron2.modeling import build_model
+
+    from objssl.export.detectron2 import D2_PART_MAPPERS
+    from objssl.integrations.detectron2 import load_objssl_parts
+
+    ckpt = write_checkpoint(tmp_path / "soco.pth", "resnet18", method="fake-soco")
+    wrong = {"roi_heads.box_head.fc1.weight": torch.zeros(3, 3)}  # another head size
+    monkeypatch.setitem(D2_PART_MAPPERS, "fake-soco", lambda ck, which: wrong)
+    cfg = make_cfg(checkpoint=ckpt)
+    model = build_model(cfg)
+    with pytest.raises(UserError, match=r"shape mismatches.*--parts backbone\+fpn or --parts backbone"):
+        load_objssl_parts(model, cfg)
+    assert load_objssl_parts(model, make_cfg(checkpoint=ckpt, PARTS="backbone+fpn")) == []  # the way forward
+    with pytest.raises(UserError, match=r"MODEL.OBJSSL.PARTS \(--parts\) 'heads'"):
+        load_objssl_parts(model, make_cfg(checkpoint=ckpt, PARTS="heads"))
+    sys.path.insert(0, str(TRAIN_NET.parent))
+    try:
+        import train_net
+    finally:
+        sys.path.pop(0)
+    args = train_net.argument_parser().parse_args(["--config-file", "x.yaml", "--parts", "backbone+fpn"])
+    assert args.parts == "backbone+fpn"
+    with pytest.raises(SystemExit):
+        train_net.argument_parser().parse_args(["--parts", "heads"])
+
+
 # ------------------------------------------------------------------------------------ errors
 def test_clear_errors(objssl_checkpoint, tmp_path):
     from detectron2.modeling import build_backbone

@@ -99,3 +99,19 @@ def test_cli_proposals_then_pretrain(name, tmp_path_factory):
     assert main(args) == 0
     assert (out / "checkpoints" / "step_00000002.pth").exists()
     assert "positives_per_image" in (out / "metrics.jsonl").read_text()
+
+
+def test_box_sets_and_cutout_options_are_checked_and_reach_the_views():
+    from objssl.methods import method_transform
+
+    views = method_transform({"name": "soco", "image_size": 64, "cutout_p": 0.5}, {"proposals": None})
+    assert views.box_sets == "per_pair" and [v.cutout_p for v in views.views] == [0.0, 0.5, 0.5]
+    c4 = method_transform({"name": "soco_c4", "image_size": 64}, {"proposals": None})
+    assert c4.views[0].box_jitter == 0.0 and c4.views[1].cutout_p == 0.5  # the official C4 data
+    shared = method_transform({"name": "soco_star", "image_size": 64, "box_sets": "shared"}, {"proposals": None})
+    assert shared.box_sets == "shared"
+    for cfg, message in [({"box_sets": "both"}, r"method.box_sets='both': must be one of shared, per_pair"),
+                         ({"cutout_p": 1.5}, r"method.cutout_p=1.5"),
+                         ({"cutout_area": [0.3, 0.1]}, r"method.cutout_area=\[0.3, 0.1\]")]:
+        with pytest.raises(ConfigError, match=message):
+            method_transform({"name": "soco", **cfg}, {"proposals": None})

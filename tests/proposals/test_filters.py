@@ -52,9 +52,10 @@ def test_soco_filter_rules_and_fallback_chain():
     too_big = [0, 0, 200, 100]
     out = F.soco_filter(t([too_small, good, too_thin, too_big]), (W, H))
     assert out.tolist() == [good]
-    # nothing passes the full rule -> ratio-3 only (keeps the whole image box and the small one)
+    # nothing passes the full rule -> ratio-3 with the 32-px minimum (SoCo's filter_ratio): the whole
+    # image box, not the 31-px one
     out = F.soco_filter(t([too_small, too_thin, too_big]), (W, H))
-    assert out.tolist() == [too_small, too_big]
+    assert out.tolist() == [too_big]
     # nothing passes the ratio rule either -> w, h >= 32 only
     out = F.soco_filter(t([too_thin, [0, 0, 10, 40]]), (W, H))
     assert out.tolist() == [too_thin]

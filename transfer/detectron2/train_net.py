@@ -11,6 +11,9 @@ Usage (flags as in detectron2's tools/train_net.py, plus objssl's)::
         --test-json coco/annotations/instances_val2017.json --test-images coco/val2017 \
         OUTPUT_DIR runs/d2_byol_r50_1x
 
+    # a SoCo checkpoint into a detector with other head sizes: its backbone (and FPN) only
+    python transfer/detectron2/train_net.py ... --checkpoint runs/soco/checkpoints/last.pth --parts backbone+fpn
+
     # evaluate a fine-tuned model / resume an interrupted run
     python transfer/detectron2/train_net.py --config-file ... --eval-only MODEL.WEIGHTS runs/d2/model_final.pth ...
     python transfer/detectron2/train_net.py --config-file ... --resume ...
@@ -46,7 +49,7 @@ from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, LVISEvaluator
 from detectron2.utils.logger import setup_logger
 
 from objssl.errors import UserError
-from objssl.integrations.detectron2 import add_objssl_config, load_objssl_parts
+from objssl.integrations.detectron2 import PART_CHOICES, add_objssl_config, load_objssl_parts
 
 TRAIN_NAME, TEST_NAME = "objssl_train", "objssl_test"
 
@@ -57,6 +60,10 @@ def argument_parser():
                         help="objssl checkpoint (or timm weights) for the backbone: sets MODEL.OBJSSL.CHECKPOINT")
     parser.add_argument("--which", default=None, choices=("teacher", "student"),
                         help="which backbone of the checkpoint (default: the config's MODEL.OBJSSL.WHICH, teacher)")
+    parser.add_argument("--parts", default=None, choices=PART_CHOICES,
+                        help="what of the checkpoint to load: the backbone alone, backbone+fpn, or all (backbone, "
+                             "FPN and box head; the default, which for checkpoints without detector parts, e.g. "
+                             "BYOL, is the backbone alone): sets MODEL.OBJSSL.PARTS")
     parser.add_argument("--train-json", default=None, help="COCO-format annotation json for training")
     parser.add_argument("--train-images", default=None, help="image folder of --train-json")
     parser.add_argument("--test-json", default=None, help="COCO-format annotation json for evaluation")
@@ -153,6 +160,8 @@ def setup(args) -> CfgNode:
         cfg.MODEL.OBJSSL.CHECKPOINT = os.path.abspath(args.checkpoint)
     if args.which:
         cfg.MODEL.OBJSSL.WHICH = args.which
+    if args.parts:
+        cfg.MODEL.OBJSSL.PARTS = args.parts
     note = register_datasets(cfg, args)
     cfg.freeze()
     default_setup(cfg, args)

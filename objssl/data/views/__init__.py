@@ -22,8 +22,11 @@ The rules of each method (see docs/methods.md) are the presets in :data:`VIEW_PR
   the best pair, topped up with random boxes inside the overlap; plus the "instances": the image on a
   448 canvas (its own colour draw) with the K boxes on it, for 96×96 crops cut on the device.
 
-Differences from the official code, on purpose: SoCo samples its 1–2 and 1–3 box sets separately; here
-one set must be visible in all views (identity across every view is the contract). Every retry loop is
+Box sets: by default (``box_sets="shared"``) one set must be visible in all views (identity across every
+view); ``box_sets="per_pair"`` is SoCo's own rule, which the SoCo methods use: each pair of view 0 with
+another view draws its own set, and view 0 carries one set per pair
+(:mod:`~objssl.data.views.pair_selection`). A view may cut zero squares inside its boxes
+(``BoxViewSpec.cutout_p``, SoCo's box cutout, :mod:`~objssl.data.views.box_cutout`). Every retry loop is
 bounded, and no sample ever leaves with an invalid overlap (SlotCon and UniVIP could): after
 ``max_tries`` the second crop is re-drawn inside the first and the event is counted. SoCo*'s view 4
 shares view 2's flip (the official code flips it independently; the boxes follow either way).
@@ -36,6 +39,8 @@ Modules, one job each: :mod:`~objssl.data.views.view_spec` (one view's geometry 
 :mod:`~objssl.data.views.crops` (each view's crop and the overlap rule),
 :mod:`~objssl.data.views.box_geometry` (intersections, visibility, jitter, top-up, overlap boxes),
 :mod:`~objssl.data.views.box_selection` (the ``K`` boxes, fallbacks, padding),
+:mod:`~objssl.data.views.pair_selection` (SoCo's per-pair sets),
+:mod:`~objssl.data.views.box_cutout` (SoCo's box cutout),
 :mod:`~objssl.data.views.events` (the counted fallbacks),
 :mod:`~objssl.data.views.instances` (UniVIP's instance canvas) and
 :mod:`~objssl.data.views.box_aware_views` (the transform).

@@ -17,17 +17,22 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from objssl.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ViewAugmentation, photometric_transform
+from objssl.data.views.box_cutout import cutout_in_boxes
 from objssl.data.views.box_geometry import jitter_boxes, overlap_in_view, resize_boxes, visible_in_crops
 from objssl.data.views.box_selection import select_boxes
 from objssl.data.views.crops import draw_crops, overlap_ok
 from objssl.data.views.events import STAT_KEYS
 from objssl.data.views.instances import InstanceCanvas
+from objssl.data.views.pair_selection import pair_views, pairs_visible, select_pair_sets
 from objssl.data.views.presets import preset_kwargs, provided_fields
 from objssl.data.views.view_spec import BoxViewSpec
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BoxAwareViews"]
+__all__ = ["BoxAwareViews", "BOX_SETS"]
+
+#: ``box_sets`` choices: one set visible in every view, or one set per pair of view 0 with another view
+BOX_SETS = ("shared", "per_pair")
 
 
 class BoxAwareViews:
@@ -57,6 +62,10 @@ class BoxAwareViews:
         instance_canvas: side of the canvas the K boxes' instance crops are cut from on the device
             (UniVIP; :class:`objssl.data.views.instances.InstanceCanvas`); 0: no instances.
         instance_color: the canvas's colour operations (default: view 0's).
+        box_sets: ``"shared"`` (one set of ``K`` boxes visible in every box-carrying view) or
+            ``"per_pair"`` (SoCo's rule, :mod:`objssl.data.views.pair_selection`: each pair of view 0
+            with view ``b`` draws its own ``K`` boxes among those visible in its two crops, with its
+            own view-0 jitter and padding; tries lower the minimum as SoCo's do).
 
     Output of ``views(image, meta=None, boxes=None)``:
         ``views``: list of ``float [3, h_v, w_v]``; ``boxes``: list of ``float [K, 4]`` (xyxy in each
@@ -69,6 +78,11 @@ class BoxAwareViews:
         (:data:`objssl.data.views.STAT_KEYS`). With ``instance_canvas``: ``instances``, a dict of
         ``canvas`` ``uint8 [3, S, S]`` (the image resized, colour drawn for this image), ``boxes``
         ``float [K, 4]`` (the boxes on it) and ``flips`` ``bool [K]``.
+
+        With ``box_sets="per_pair"``, pair ``p`` is view 0 with view ``p + 1`` (``P = V - 1``):
+        ``box_mask``, ``box_ids`` are ``[P, K]``, ``boxes_image`` ``[P, K, 4]``, ``boxes[0]`` is
+        ``[P, K, 4]`` (view 0's boxes of each pair) and ``boxes[b]`` (``b >= 1``) ``[K, 4]`` is pair
+        ``b - 1``'s set in view ``b``. A ``box_mask`` with one more dimension is how consumers tell.
     """
 
     wants_meta = True
@@ -92,6 +106,7 @@ class BoxAwareViews:
         normalize: bool = True,
         instance_canvas: int = 0,
         instance_color: ViewAugmentation | None = None,
+        box_sets: str = "shared",
     ) -> None:
         self.views = tuple(views)
         if not self.views:
@@ -112,6 +127,18 @@ class BoxAwareViews:
             raise ValueError(f"BoxAwareViews: min_visible must be in [0, 1], got {min_visible}")
         if k < 0:
             raise ValueError(f"BoxAwareViews: k must be >= 0, got {k}")
+        if box_sets not in BOX_SETS:
+            raise ValueError(f"BoxAwareViews: box_sets must be one of {BOX_SETS}, got {box_sets!r}")
+        if box_sets == "per_pair" and instance_canvas:
+            raise ValueError("BoxAwareViews: box_sets='per_pair' has no single box set for instance_canvas")
+        for v, spec in enumerate(self.views):
+            if not 0 <= spec.cutout_p <= 1:
+                raise ValueError(f"BoxAwareViews: views[{v}].cutout_p must be in [0, 1], got {spec.cutout_p}")
+            lo, hi = spec.cutout_area
+            if not 0 <= lo <= hi <= 1:
+                raise ValueError(f"BoxAwareViews: views[{v}].cutout_area must be 0 <= low <= high <= 1, "
+                                 f"got {spec.cutout_area}")
+        self.box_sets = box_sets
         self.k, self.min_visible = int(k), float(min_visible)
         self.min_boxes = self.k if min_boxes is None else min(int(min_boxes), self.k)
         self.min_overlap_frac, self.min_overlap_side = float(min_overlap_frac), float(min_overlap_side)
@@ -133,10 +160,15 @@ class BoxAwareViews:
     def from_preset(cls, name: str, *, proposals: Any = None, **overrides: Any) -> BoxAwareViews:
         """The views of a method (:data:`objssl.data.views.VIEW_PRESETS`), with any argument overridden.
 
-        ``size=S`` scales every view's size by ``S / 224`` (handy for small tests and demos).
+        ``size=S`` scales every view's size by ``S / 224`` (handy for small tests and demos);
+        ``cutout_p=P`` / ``cutout_area=(a, b)`` set the box cutout of every box-carrying view but view 0
+        (SoCo cuts views 2 and 3, not the whole-image view); ``view_overrides={v: {field: value}}``
+        replaces fields of view ``v``'s :class:`BoxViewSpec` (after the size scaling).
         """
         kwargs = preset_kwargs(name)
         size = overrides.pop("size", None)
+        cutout = {key: overrides.pop(key) for key in ("cutout_p", "cutout_area") if key in overrides}
+        per_view = overrides.pop("view_overrides", None) or {}
         if size is not None:
             kwargs["views"] = tuple(
                 replace(s, size=max(8, round(s.hw[0] * size / 224))) for s in kwargs["views"]
@@ -144,6 +176,13 @@ class BoxAwareViews:
             if kwargs.get("instance_canvas"):
                 kwargs["instance_canvas"] = max(8, round(kwargs["instance_canvas"] * size / 224))
         kwargs.update(overrides)
+        if cutout:
+            if "cutout_area" in cutout:
+                cutout["cutout_area"] = tuple(float(a) for a in cutout["cutout_area"])
+            kwargs["views"] = tuple(replace(s, **cutout) if v and s.carries_boxes else s
+                                    for v, s in enumerate(kwargs["views"]))
+        if per_view:
+            kwargs["views"] = tuple(replace(s, **per_view.get(v, {})) for v, s in enumerate(kwargs["views"]))
         return cls(proposals=proposals, **kwargs)
 
     @property
@@ -185,6 +224,9 @@ class BoxAwareViews:
             self._event(events, "no_proposals", f"image without proposals ({(meta or {}).get('path', 'given boxes')})")
         V = len(self.views)
         carriers = [v for v, s in enumerate(self.views) if s.carries_boxes] if self.k else []
+
+        if self.box_sets == "per_pair" and carriers:
+            return self._per_pair(img, props, events, (H, W))
 
         # 1. crops: bounded retries for the overlap rule and enough visible boxes; keep the best
         best: tuple[int, Tensor, Tensor] | None = None
@@ -236,9 +278,9 @@ class BoxAwareViews:
             geometric.append(raw)
             # uint8 throughout, so bicubic overshoot is already clamped before the colour ops
             pix = self._colour[v](tv_tensors.Image(raw)).as_subclass(Tensor)
-            out_views.append(self._norm(pix) if self.normalize else pix)
             if not spec.carries_boxes or not self.k:
                 vb = torch.zeros(self.k, 4)
+            out_views.append(self._finish(pix, spec, vb, mask))
             out_boxes.append(vb * mask[:, None])
 
         overlap, overlap_valid = self._overlaps(crops, flips)
@@ -256,6 +298,93 @@ class BoxAwareViews:
             "image_size": torch.tensor([H, W]),
             "view_events": torch.tensor(events),
             **extra,
+        }
+
+    def _finish(self, pix: Tensor, spec: BoxViewSpec, boxes: Tensor, mask: Tensor) -> Tensor:
+        """Normalisation, then the view's box cutout (SoCo cuts the normalised image)."""
+        out = self._norm(pix) if self.normalize else pix
+        if spec.cutout_p > 0 and spec.carries_boxes and self.k:
+            out = cutout_in_boxes(out, boxes.reshape(-1, 4), mask.reshape(-1), spec.cutout_p, spec.cutout_area)
+        return out
+
+    def _per_pair(self, img: Tensor, props: Tensor, events: list[int], hw: tuple[int, int]) -> dict[str, Any]:
+        """``box_sets="per_pair"`` (:mod:`objssl.data.views.pair_selection`; layout: the class docstring)."""
+        H, W = hw
+        V = len(self.views)
+        on_event = lambda key, message: self._event(events, key, message)  # noqa: E731
+        roots = pair_views(self.views)
+        # 1. crops: every pair needs `least` visible proposals; `least` halves after each failed try
+        least = max(1, self.min_boxes)
+        for _ in range(self.max_tries):
+            crops = draw_crops(self.views, img, None)
+            if not overlap_ok(crops, self.min_overlap_frac, self.min_overlap_side):
+                continue
+            visible = pairs_visible(props, crops, roots, self.min_visible)
+            if all(int(vis.sum()) >= least for vis in visible.values()):
+                break
+            least = max(least // 2, 1)
+        else:
+            self._event(events, "tries_exhausted", f"no crop set met the rules in {self.max_tries} tries")
+            if not overlap_ok(crops, self.min_overlap_frac, self.min_overlap_side):
+                self._event(events, "overlap_resampled", "views 0 and 1 did not overlap; view 1 re-drawn inside view 0")
+                crops = draw_crops(self.views, img, None, second_inside_first=True)
+            visible = pairs_visible(props, crops, roots, self.min_visible)
+        flips = torch.zeros(V, dtype=torch.bool)
+        for v, spec in enumerate(self.views):
+            j = spec.source_view()
+            flips[v] = flips[j] if j is not None else bool(torch.rand(()) < spec.hflip_p)
+
+        # 2. boxes: each pair's own K, fallback and padding
+        sel_boxes, sel_ids, mask = select_pair_sets(
+            props, visible, crops, roots, k=self.k, min_boxes=self.min_boxes, pad=self.pad, fallback=self.fallback,
+            fallback_min_size=self.fallback_min_size, on_event=on_event,
+        )
+        P, K = mask.shape
+
+        # 3. views; view 0 carries every pair's set, jittered per pair (a same:J pair shares J's draw)
+        out_views: list[Tensor] = []
+        out_boxes: list[Tensor] = []
+        geometric: list[Tensor] = []
+        for v, spec in enumerate(self.views):
+            j = spec.source_view()
+            if v == 0:
+                jittered: dict[int | None, Tensor] = {}
+                for p, root in enumerate(roots):
+                    if root not in jittered:
+                        jittered[root] = jitter_boxes(sel_boxes[p], spec.box_jitter, spec.box_jitter_p, (H, W))
+                vb_img = torch.stack([jittered[root] for root in roots]).reshape(P * K, 4)
+                vmask = mask
+            else:
+                vb_img = jitter_boxes(sel_boxes[v - 1], spec.box_jitter, spec.box_jitter_p, (H, W))
+                vmask = mask[v - 1]
+            if j is not None:
+                raw = TF.resize(geometric[j], list(spec.hw), interpolation=InterpolationMode(spec.interpolation),
+                                antialias=True)
+                source = out_boxes[j] if j > 0 else out_boxes[0][v - 1]  # a same:0 view: its own pair's set
+                vb = resize_boxes(source.reshape(-1, 4), self.views[j].hw, spec.hw)
+            else:
+                raw, vb = self._geometry(img, vb_img, crops[v], bool(flips[v]), spec, (H, W))
+            vb = vb.reshape(*vmask.shape, 4)
+            geometric.append(raw)
+            pix = self._colour[v](tv_tensors.Image(raw)).as_subclass(Tensor)
+            if not spec.carries_boxes:
+                vb = torch.zeros(*vmask.shape, 4)
+            out_views.append(self._finish(pix, spec, vb, vmask))
+            out_boxes.append(vb * vmask[..., None])
+
+        overlap, overlap_valid = self._overlaps(crops, flips)
+        return {
+            "views": out_views,
+            "boxes": out_boxes,
+            "box_mask": mask,
+            "box_ids": sel_ids,
+            "boxes_image": sel_boxes * mask[..., None],
+            "crops": crops,
+            "flips": flips,
+            "overlap": overlap,
+            "overlap_valid": overlap_valid,
+            "image_size": torch.tensor([H, W]),
+            "view_events": torch.tensor(events),
         }
 
     @staticmethod
@@ -282,4 +411,5 @@ class BoxAwareViews:
 
     def __repr__(self) -> str:
         return (f"BoxAwareViews(views={len(self.views)}, k={self.k}, min_visible={self.min_visible}, "
-                f"max_tries={self.max_tries}, pad={self.pad!r}, fallback={self.fallback!r})")
+                f"max_tries={self.max_tries}, pad={self.pad!r}, fallback={self.fallback!r}, "
+                f"box_sets={self.box_sets!r})")

@@ -18,6 +18,11 @@ __all__ = ["VIEW_PRESETS", "preset_kwargs", "preset_provides", "provided_fields"
 
 _SOCO_V1 = BoxViewSpec(224, "whole", color=BYOL_VIEWS[0], box_jitter=0.1, box_jitter_p=0.5)
 _SOCO_V2 = BoxViewSpec(224, "rrc", scale=(0.5, 1.0), color=BYOL_VIEWS[1])
+# box_sets stays "shared" here (the batch layout every preset user reads) and the presets keep their
+# first rules; the SoCo methods ask for SoCo's "per_pair" rule, cutout and (C4) no jitter on top,
+# see objssl.methods.soco
+_SOCO_BOXES = dict(k=4, min_visible=0.0, min_boxes=2, max_tries=5, pad="duplicate", fallback="whole",
+                   box_filter=soco_filter)
 _SLOT_V1 = BoxViewSpec(224, "rrc", scale=(0.08, 1.0), color=BYOL_VIEWS[0], interpolation="bicubic",
                        carries_boxes=False)
 _UNIVIP_V1 = replace(_SLOT_V1, carries_boxes=True)
@@ -25,21 +30,13 @@ _UNIVIP_V1 = replace(_SLOT_V1, carries_boxes=True)
 VIEW_PRESETS: dict[str, dict[str, Any]] = {
     "byol": dict(views=(BoxViewSpec(224, color=BYOL_VIEWS[0], carries_boxes=False),
                         BoxViewSpec(224, color=BYOL_VIEWS[1], carries_boxes=False)), k=0),
-    "soco": dict(
-        views=(_SOCO_V1, _SOCO_V2, replace(_SOCO_V2, size=112)),
-        k=4, min_visible=0.0, min_boxes=2, max_tries=5, pad="duplicate", fallback="whole",
-        box_filter=soco_filter,
-    ),
+    "soco": dict(views=(_SOCO_V1, _SOCO_V2, replace(_SOCO_V2, size=112)), **_SOCO_BOXES),
     "soco_star": dict(
         views=(_SOCO_V1, _SOCO_V2, replace(_SOCO_V2, size=192), BoxViewSpec(112, "same:1", color=BYOL_VIEWS[1])),
-        k=4, min_visible=0.0, min_boxes=2, max_tries=5, pad="duplicate", fallback="whole",
-        box_filter=soco_filter,
+        **_SOCO_BOXES,
     ),
-    "soco_c4": dict(
-        views=(_SOCO_V1, replace(_SOCO_V2, scale=(0.6, 1.0))),
-        k=4, min_visible=0.0, min_boxes=2, max_tries=5, pad="duplicate", fallback="whole",
-        box_filter=soco_filter,
-    ),
+    # the soco_c4 method turns view 1's jitter off and view 2's cutout on, as the official C4 data
+    "soco_c4": dict(views=(_SOCO_V1, replace(_SOCO_V2, scale=(0.6, 1.0))), **_SOCO_BOXES),
     "slotcon": dict(
         views=(_SLOT_V1, replace(_SLOT_V1, color=BYOL_VIEWS[1])),
         k=0, min_overlap_frac=0.01, max_tries=10, keep_first_crop=True,

@@ -26,6 +26,9 @@ class BoxViewSpec:
         box_jitter: SoCo's jitter ratio (0: none): x1, y1 move by U(-r, r) times w, h and w, h scale
             by 1 + U(-r, r), each box with probability ``box_jitter_p``, in this view only.
         carries_boxes: whether boxes must be visible in this view (and are output for it).
+        cutout_p, cutout_area: SoCo's box cutout (0: none): each valid box of this view, with
+            probability ``cutout_p``, gets a zero square of ``U(cutout_area)`` times its area after
+            normalisation (:func:`objssl.data.views.box_cutout.cutout_in_boxes`).
     """
 
     size: int | tuple[int, int] = 224
@@ -38,6 +41,8 @@ class BoxViewSpec:
     box_jitter: float = 0.0
     box_jitter_p: float = 0.5
     carries_boxes: bool = True
+    cutout_p: float = 0.0
+    cutout_area: tuple[float, float] = (0.1, 0.3)
 
     @property
     def hw(self) -> tuple[int, int]:

@@ -199,3 +199,57 @@ def test_keeps_the_proposal_source_contract():
     # quality mode is a different key; max_side=200 keeps the two photos quick
     passed = check_proposal_source(SelectiveSearch, max_side=200, other_params={"mode": "quality", "max_side": 200})
     assert "cache_key parameter-sensitive" in passed and "same boxes after pickling" in passed
+
+
+@needs_ss
+def test_single_mode_is_soco_search_deterministic_and_not_fast(photo):
+    from objssl_selective_search import SelectiveSearch
+
+    h, w = photo.shape[:2]
+    small = photo[::2, ::2].copy()  # 226x150: keeps the full-resolution search quick
+    single = SelectiveSearch(mode="single", max_side=None)
+    a = single(small).boxes
+    assert _valid(a, *small.shape[:2]) and len(a) > 5
+    assert torch.equal(a, single(small).boxes)  # the same boxes, in the same order, on a repeat
+    assert torch.equal(a, SelectiveSearch(mode="single", max_side=None)(small).boxes)  # and a fresh instance
+    seeded = SelectiveSearch(mode="single", max_side=None, seed=5)
+    assert torch.equal(seeded(small).boxes, seeded(small).boxes)
+    fast = SelectiveSearch(mode="fast", max_side=None)(small).boxes
+    assert {tuple(b) for b in a.tolist()} != {tuple(b) for b in fast.tolist()}
+    # a finer segmentation (smaller k, min_size) starts from more regions: more boxes
+    finer = SelectiveSearch(mode="single", max_side=None, k=100, min_size=20)(small).boxes
+    assert len(finer) > len(a)
+    # it is OpenCV's search with one graph segmentation and the four grouping strategies, run by hand
+    seg = cv2.ximgproc.segmentation
+    ss = seg.createSelectiveSearchSegmentation()
+    ss.setBaseImage(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+    ss.clearImages()
+    ss.addImage(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+    ss.clearGraphSegmentations()
+    ss.addGraphSegmentation(seg.createGraphSegmentation(0.9, 300, 100))
+    ss.clearStrategies()
+    ss.addStrategy(seg.createSelectiveSearchSegmentationStrategyMultiple(
+        seg.createSelectiveSearchSegmentationStrategyColor(), seg.createSelectiveSearchSegmentationStrategyTexture(),
+        seg.createSelectiveSearchSegmentationStrategySize(), seg.createSelectiveSearchSegmentationStrategyFill()))
+    rects = ss.process().astype(np.float32)
+    by_hand = {(x, y, x + bw, y + bh) for x, y, bw, bh in rects.tolist()}
+    assert {tuple(b) for b in a.tolist()} == by_hand
+
+
+@needs_ss
+def test_single_mode_parameters_and_cache_key():
+    from objssl_selective_search import SelectiveSearch
+
+    key = SelectiveSearch(mode="single").cache_key()
+    assert key == SelectiveSearch(mode="single", sigma=0.9, k=300, min_size=100).cache_key()  # SoCo's defaults
+    assert key != SelectiveSearch(mode="single", k=200).cache_key()
+    assert key != SelectiveSearch(mode="single", sigma=0.5).cache_key()
+    assert key != SelectiveSearch(mode="single", max_side=None).cache_key()
+    assert SelectiveSearch(mode="single").params()["min_size"] == 100
+    assert "sigma" not in SelectiveSearch(mode="fast").params()  # fast caches keep their keys
+    for kwargs, word in [({"sigma": 0}, "sigma"), ({"k": -1}, "k must"), ({"min_size": 0}, "min_size")]:
+        with pytest.raises(ValueError, match=word) as err:
+            SelectiveSearch(mode="single", **kwargs)
+        assert len(str(err.value).splitlines()) == 1
+    with pytest.raises(ValueError, match="sigma apply to mode=single only"):
+        SelectiveSearch(mode="fast", sigma=0.9)

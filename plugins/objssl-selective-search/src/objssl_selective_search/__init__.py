@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 __all__ = ["SelectiveSearch", "ximgproc_segmentation"]
 __version__ = "0.1.0"
 
-MODES = ("fast", "quality")
+MODES = ("fast", "quality", "single")
+#: mode="single" defaults: SoCo's selective search (``SoCo:selective_search/generate_imagenet_ss_proposals.py``)
+SINGLE_DEFAULTS = {"sigma": 0.9, "k": 300, "min_size": 100}
 
 
 def ximgproc_segmentation() -> Any:
@@ -66,15 +68,20 @@ class SelectiveSearch(ProposalSource):
 
     Args:
         mode: ``"fast"`` (OpenCV's switchToSelectiveSearchFast, the setting ORL's and UniVIP's
-            proposals used) or ``"quality"`` (more strategies, more boxes, ~3.5x slower).
+            proposals used), ``"quality"`` (more strategies, more boxes, ~3.5x slower) or
+            ``"single"`` (SoCo's: one graph segmentation with ``sigma``, ``k``, ``min_size`` on the
+            RGB image and one grouping by colour + texture + size + fill; see the README).
         max_side: the longer image side is reduced to at most this before the search (INTER_AREA);
-            boxes are scaled back to the original pixels. None: full resolution.
+            boxes are scaled back to the original pixels. None: full resolution (SoCo's setting).
         max_boxes: keep only the first ``max_boxes`` boxes.
         threads: OpenCV threads for this process (1 when several worker processes run).
         seed: seed of the ranking. OpenCV ranks regions by hierarchy level times a draw from the C
             library's ``rand()``, so unseeded the box *order* (and so any top-N) changes from run
             to run; we seed ``srand`` before each image, with ``seed`` or (None) a hash of the
             image's pixels, which makes a cache reproducible.
+        sigma, k, min_size: the graph segmentation of ``mode="single"`` (Felzenszwalb-Huttenlocher:
+            Gaussian smoothing, the threshold scale, the smallest segment in pixels); defaults 0.9,
+            300, 100 (SoCo's). Other modes use OpenCV's own segmentations and reject them.
     """
 
     name = "selective_search"
@@ -87,9 +94,27 @@ class SelectiveSearch(ProposalSource):
         max_boxes: int | None = None,
         threads: int = 1,
         seed: int | None = None,
+        sigma: float | None = None,
+        k: float | None = None,
+        min_size: int | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"selective_search: mode must be one of {MODES}, got {mode!r}")
+        given = {"sigma": sigma, "k": k, "min_size": min_size}
+        if mode != "single":
+            extra = [name for name, value in given.items() if value is not None]
+            if extra:
+                raise ValueError(f"selective_search: {', '.join(extra)} apply to mode=single only (mode={mode!r})")
+            self.segmentation: dict[str, Any] | None = None
+        else:
+            seg = {name: SINGLE_DEFAULTS[name] if value is None else value for name, value in given.items()}
+            if not float(seg["sigma"]) > 0:
+                raise ValueError(f"selective_search: sigma must be > 0, got {seg['sigma']}")
+            if not float(seg["k"]) > 0:
+                raise ValueError(f"selective_search: k must be > 0, got {seg['k']}")
+            if int(seg["min_size"]) < 1:
+                raise ValueError(f"selective_search: min_size must be >= 1 pixel, got {seg['min_size']}")
+            self.segmentation = {"sigma": float(seg["sigma"]), "k": float(seg["k"]), "min_size": int(seg["min_size"])}
         if max_side is not None and int(max_side) < 16:
             raise ValueError(f"selective_search: max_side must be >= 16 or None, got {max_side}")
         if max_boxes is not None and int(max_boxes) < 1:
@@ -104,8 +129,10 @@ class SelectiveSearch(ProposalSource):
         self._seg = ximgproc_segmentation()  # fail at construction, not on the first image
 
     def params(self) -> dict[str, Any]:
-        # threads does not change the boxes, so it is not part of the cache key
-        return {"mode": self.mode, "max_side": self.max_side, "max_boxes": self.max_boxes, "seed": self.seed}
+        # threads does not change the boxes, so it is not part of the cache key; the segmentation
+        # parameters exist in mode=single only (the keys of fast/quality caches stay as they were)
+        return {"mode": self.mode, "max_side": self.max_side, "max_boxes": self.max_boxes, "seed": self.seed,
+                **(self.segmentation or {})}
 
     def propose(self, image: np.ndarray) -> Proposals:
         import cv2
@@ -123,8 +150,10 @@ class SelectiveSearch(ProposalSource):
         ss.setBaseImage(bgr)
         if self.mode == "fast":
             ss.switchToSelectiveSearchFast()
-        else:
+        elif self.mode == "quality":
             ss.switchToSelectiveSearchQuality()
+        else:
+            self._single(ss, bgr)
         srand = _c_srand()
         if srand is not None:
             srand(ctypes.c_uint(image_seed(bgr, self.seed) & 0x7FFFFFFF))
@@ -137,6 +166,22 @@ class SelectiveSearch(ProposalSource):
         xyxy = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1)
         xyxy *= np.array([sx, sy, sx, sy], dtype=np.float32)
         return Proposals(torch.from_numpy(xyxy))
+
+    def _single(self, ss: Any, bgr: np.ndarray) -> None:
+        """SoCo's setting: one image (RGB colour space; SoCo's HSV colour histograms fall into one bin,
+        see the README), one graph segmentation, one strategy summing the four similarities."""
+        seg = self.segmentation
+        ss.clearImages()
+        ss.addImage(bgr)
+        ss.clearGraphSegmentations()
+        ss.addGraphSegmentation(self._seg.createGraphSegmentation(seg["sigma"], seg["k"], seg["min_size"]))
+        ss.clearStrategies()
+        ss.addStrategy(self._seg.createSelectiveSearchSegmentationStrategyMultiple(
+            self._seg.createSelectiveSearchSegmentationStrategyColor(),
+            self._seg.createSelectiveSearchSegmentationStrategyTexture(),
+            self._seg.createSelectiveSearchSegmentationStrategySize(),
+            self._seg.createSelectiveSearchSegmentationStrategyFill(),
+        ))
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
