@@ -108,3 +108,26 @@ def test_cli_part_options_go_together(tmp_path, shards, capsys):
     assert "--num-shards and --shard-index go together" in capsys.readouterr().err
     assert main(["proposals", "--data", str(shards), "--out", str(tmp_path / "x")]) == 2
     assert "--source is required" in capsys.readouterr().err
+
+
+def test_the_parts_read_in_place_equal_the_merged_cache(tmp_path, parts, shards):
+    import shutil
+
+    from objssl.errors import DataError
+    from objssl.proposals import check_coverage, open_proposals
+
+    merge_parts(parts, str(tmp_path / "merged"))
+    merged = ProposalCache(str(tmp_path / "merged"))
+    whole = open_proposals(str(tmp_path / "p"))  # the folder holding the part-* folders
+    assert len(whole) == len(merged) == 15
+    names = list_images(str(shards))
+    for i, name in enumerate(names):
+        assert whole.find(name) == i
+        assert torch.equal(whole.boxes_for(name), merged.boxes(i))
+    check_coverage(whole, names)
+    with pytest.raises(DataError, match="proposal cache parts .* has no boxes for 1 of the 16 images"):
+        check_coverage(whole, [*names, "/x/unknown.jpg"])
+    for p in (parts[0], parts[2]):
+        shutil.copytree(p, tmp_path / "only2" / os.path.basename(p))
+    with pytest.raises(ProposalCacheError, match="missing: part-00001-of-00003"):
+        open_proposals(str(tmp_path / "only2"))
