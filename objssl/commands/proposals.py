@@ -20,7 +20,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Run a proposal source (objssl list proposals) over every image and write a "
         "proposal cache folder. Rerunning with the same arguments resumes: finished shards are "
         "skipped, corrupt files recomputed; rerunning on a superset of the images adds the new "
-        "ones. Methods read the cache with data.proposals=CACHE.",
+        "ones. Methods read the cache with data.proposals=CACHE. A cluster builds one part per task "
+        "with --num-shards N --shard-index I; `objssl proposals merge PARTS... --out CACHE` then "
+        "merges them (see docs/data.md).",
     )
     p.add_argument("--source", help="proposal source, e.g. selective_search, random (required)")
     p.add_argument("--data", help="image folder, list file or COCO json (default: bundled demo photos)")
