@@ -36,6 +36,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "num_workers": 2,
         "min_side": 32,  # images with a shorter side are skipped (counted, logged)
         "proposals": None,  # proposal cache, for object-level methods
+        # auto | cpu | cuda: device of the batched JPEG decode (objssl.images.batch_decode) for views
+        # made on the device; views made in loader workers decode with Pillow there whatever this says
+        "decode": "auto",
     },
     "optim": {
         "name": "lars",  # any timm.optim name: lars, sgd, adamw, ...
@@ -194,6 +197,7 @@ def _check_values(cfg: dict[str, Any]) -> None:
     _check(_is_int(d["num_workers"]) and d["num_workers"] >= 0, "data.num_workers", d["num_workers"],
            "a non-negative integer")
     _check(_is_int(d["min_side"]) and d["min_side"] >= 1, "data.min_side", d["min_side"], "a positive integer")
+    _check(d["decode"] in ("auto", "cpu", "cuda"), "data.decode", d["decode"], "auto, cpu or cuda")
 
     _check(isinstance(b["name"], str), "backbone.name", b["name"], "a timm model name")
     _check(b["pretrained_file"] is None or isinstance(b["pretrained_file"], str),

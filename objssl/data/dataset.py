@@ -44,7 +44,8 @@ class ImageDataset(Dataset):
     """Images from a list of paths, passed through ``transform``.
 
     Args:
-        paths: image files (see :func:`objssl.images.sources.list_images`).
+        paths: image files, or images in tar shards named ``<shard>.tar/<key>`` (see
+            :func:`objssl.images.sources.list_images`); both are read by :func:`load_rgb`.
         transform: ``PIL.Image → dict`` (a method's view transform).
         min_side: images with a shorter side are skipped (counted and logged).
         max_skips: how many consecutive bad files to skip before giving up on one sample.

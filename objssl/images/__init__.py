@@ -1,7 +1,9 @@
 """Image files: decoding any image Pillow reads to 8-bit RGB, and listing the images of a data source.
 
-The bottom layer of objssl (it imports only :mod:`objssl.errors`): proposals, data, viz and the
-commands all read images through it.
+Images may be files or members of WebDataset tar shards (:mod:`objssl.images.tar_shards`, written by
+:mod:`objssl.images.shard_writer`); :mod:`objssl.images.batch_decode` decodes batches of JPEG bytes on
+a device. The bottom layer of objssl (of objssl it imports only :mod:`objssl.errors` and
+:mod:`objssl.fileio`): proposals, data, viz and the commands all read images through it.
 """
 
 from objssl.images.decode import BadImageError, image_size, load_rgb, to_rgb

@@ -24,6 +24,9 @@ CMYK/YCCK)                 decoded to plain CMYK by the JPEG plugin); no ICC col
 anything else              ``Image.convert("RGB")``
 =========================  ==================================================================
 
+An image inside a WebDataset tar shard is named ``<shard>.tar/<key>``
+(:mod:`objssl.images.tar_shards`) and read like a file.
+
 Failures raise :class:`BadImageError` (a ``ValueError``) with the path and a short reason.
 Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) is respected, and
 ``ImageFile.LOAD_TRUNCATED_IMAGES`` is never changed.
@@ -31,6 +34,7 @@ Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) is respected,
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import struct
@@ -40,7 +44,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["BadImageError", "load_rgb", "image_size", "to_rgb"]
+from objssl.images.tar_shards import read_member, split_member_path
+
+__all__ = ["BadImageError", "load_rgb", "image_size", "to_rgb", "open_bytes", "rgb_from_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +80,13 @@ class BadImageError(ValueError):
 
 
 def _open(path: PathLike) -> Image.Image:
-    """``Image.open`` with file-system and format errors turned into :class:`BadImageError`."""
+    """``Image.open`` with file-system and format errors turned into :class:`BadImageError`.
+
+    ``<shard>.tar/<key>`` (:func:`objssl.images.tar_shards.member_path`) opens that member's bytes.
+    """
+    member = split_member_path(os.fspath(path))
+    if member is not None:
+        return _open_member(path, *member)
     try:
         if os.path.isdir(path):
             raise BadImageError(path, "is a directory, not an image file")
@@ -85,6 +97,30 @@ def _open(path: PathLike) -> Image.Image:
         raise BadImageError(path, "no such file") from None
     except PermissionError:
         raise BadImageError(path, "permission denied") from None
+    except UnidentifiedImageError:
+        raise BadImageError(path, "not an image file (format not recognised by Pillow)") from None
+    except Image.DecompressionBombError as exc:
+        raise BadImageError(path, f"decompression bomb: {exc}") from None
+    except _DECODE_ERRORS as exc:
+        raise BadImageError(path, f"corrupt or truncated header ({exc})") from None
+
+
+def _open_member(path: PathLike, shard: str, key: str) -> Image.Image:
+    try:
+        data = read_member(shard, key)
+    except KeyError:
+        raise BadImageError(path, f"tar shard {shard} has no image member {key!r}") from None
+    except OSError as exc:
+        raise BadImageError(path, f"cannot read from tar shard ({exc})") from None
+    return open_bytes(data, path)
+
+
+def open_bytes(data: bytes, path: PathLike = "<bytes>") -> Image.Image:
+    """``Image.open`` of encoded image bytes (errors name ``path``, as :func:`load_rgb`'s do)."""
+    if not data:
+        raise BadImageError(path, "empty file (0 bytes)")
+    try:
+        return Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise BadImageError(path, "not an image file (format not recognised by Pillow)") from None
     except Image.DecompressionBombError as exc:
@@ -161,7 +197,8 @@ def load_rgb(
     """Decode an image file completely and return it as an 8-bit ``RGB`` PIL image.
 
     Args:
-        path: image file (any format Pillow reads; multi-frame files give their first frame).
+        path: image file (any format Pillow reads; multi-frame files give their first frame),
+            or an image in a tar shard, ``<shard>.tar/<key>``.
         min_side: smallest accepted length of the shorter side, in pixels.
         background: colour that transparent pixels are composited over.
 
@@ -172,7 +209,23 @@ def load_rgb(
         BadImageError: missing, empty, unreadable, not an image, truncated or corrupt,
             a decompression bomb, or smaller than ``min_side``.
     """
-    with _open(path) as img:
+    return _decode(_open(path), path, min_side, background)
+
+
+def rgb_from_bytes(
+    data: bytes,
+    path: PathLike = "<bytes>",
+    *,
+    min_side: int = 1,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> Image.Image:
+    """:func:`load_rgb` of an image's encoded bytes (already read); errors name ``path``."""
+    return _decode(open_bytes(data, path), path, min_side, background)
+
+
+def _decode(opened: Image.Image, path: PathLike, min_side: int,
+            background: tuple[int, int, int]) -> Image.Image:
+    with opened as img:
         w, h = img.size  # header size; EXIF rotation does not change the shorter side
         if min(w, h) < min_side:
             raise BadImageError(path, f"image is {w}x{h} px, smaller than min_side={min_side}")

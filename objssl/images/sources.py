@@ -1,4 +1,4 @@
-"""Where training images come from: a folder, a list file, a COCO json, or a single image.
+"""Where training images come from: a folder, a list file, a COCO json, a single image, or tar shards.
 
 :func:`list_images` turns any of these into a list of absolute image paths in a deterministic
 order; :func:`describe_source` gives a one-line summary for logs. Problems with the source
@@ -15,6 +15,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from objssl.errors import DataError
+from objssl.images.tar_shards import (
+    SHARD_EXTENSION,
+    expand_shard_pattern,
+    is_shard_pattern,
+    member_path,
+    shard_members,
+)
 
 __all__ = ["IMAGE_EXTENSIONS", "LIST_EXTENSIONS", "list_images", "describe_source"]
 
@@ -32,21 +39,26 @@ def _is_image_name(name: str) -> bool:
 
 
 def _kind(path: str) -> str:
-    """``"folder"``, ``"list"``, ``"coco"`` or ``"image"``; DataError for anything else."""
+    """``"folder"``, ``"list"``, ``"coco"``, ``"image"`` or ``"shards"``; DataError for anything else."""
+    if not os.path.exists(path) and is_shard_pattern(path):
+        return "shards"
     if not os.path.exists(path):
         raise DataError(f"data path does not exist: {path}")
     if os.path.isdir(path):
-        return "folder"
+        return "shards" if _shards_in_folder(path) else "folder"
     lower = path.lower()
+    if lower.endswith(SHARD_EXTENSION):
+        return "shards"
     if lower.endswith(LIST_EXTENSIONS):
-        return "list"
+        return "shard list" if _list_entries(path)[0].endswith(SHARD_EXTENSION) else "list"
     if lower.endswith(".json"):
         return "coco"
     if _is_image_name(lower):
         return "image"
     raise DataError(
         f"unsupported data source {path}: expected a folder of images, a list file "
-        f"({', '.join(LIST_EXTENSIONS)}), a COCO .json, or an image file"
+        f"({', '.join(LIST_EXTENSIONS)}), a COCO .json, an image file, or tar shards (a .tar, a brace "
+        "pattern such as train-{000000..000009}.tar, a folder of .tar files)"
     )
 
 
@@ -97,8 +109,8 @@ def _resolve(entry: str, root: str) -> str:
     return os.path.abspath(os.path.join(root, os.path.expanduser(entry)))
 
 
-def _read_list(path: str, image_root: str | None) -> list[str]:
-    """Paths from a list file: one per line, ``#`` comment lines and blank lines ignored."""
+def _list_entries(path: str) -> list[str]:
+    """The entries of a list file: one per line, ``#`` comment lines and blank lines ignored."""
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
@@ -108,6 +120,12 @@ def _read_list(path: str, image_root: str | None) -> list[str]:
     entries = [s for s in entries if s and not s.startswith("#")]
     if not entries:
         raise DataError(f"list file {path} has no entries (only blank lines or # comments)")
+    return entries
+
+
+def _read_list(path: str, image_root: str | None) -> list[str]:
+    """Paths from a list file of images."""
+    entries = _list_entries(path)
     root = image_root if image_root is not None else os.path.dirname(path)
     paths = [_resolve(e, root) for e in entries]
     return _keep_existing(paths, f"list file {path}", [root])
@@ -169,6 +187,51 @@ def _read_coco(path: str, image_root: str | None) -> tuple[list[str], str]:
     return _keep_existing(paths, f"COCO json {path}", [root]), root
 
 
+def _shards_in_folder(folder: str) -> list[str]:
+    """The ``.tar`` files directly in ``folder`` (sorted), if it holds no image files there."""
+    names = [n for n in os.listdir(folder) if not n.startswith(".")]
+    if any(_is_image_name(n) for n in names):
+        return []
+    return sorted(os.path.join(folder, n) for n in names
+                  if n.lower().endswith(SHARD_EXTENSION) and os.path.isfile(os.path.join(folder, n)))
+
+
+def _shard_files(src: str, kind: str, image_root: str | None) -> list[str]:
+    """The shards of a shard source, in order; DataError for a missing, repeated or non-tar entry."""
+    if kind == "shard list":
+        root = image_root if image_root is not None else os.path.dirname(src)
+        shards = [_resolve(e, root) for e in _list_entries(src)]
+        odd = [s for s in shards if not s.lower().endswith(SHARD_EXTENSION)]
+        if odd:
+            raise DataError(f"shard list {src}: entry {odd[0]} is not a {SHARD_EXTENSION} shard "
+                            "(a list file holds either images or shards)")
+        missing = [s for s in shards if not os.path.isfile(s)]
+        if missing:
+            raise DataError(f"shard list {src}: {len(missing)} of its {len(shards)} shards do not "
+                            f"exist (first: {missing[0]})")
+    elif os.path.isdir(src):
+        shards = _shards_in_folder(src)
+    elif os.path.isfile(src):
+        shards = [src]
+    else:
+        shards = expand_shard_pattern(src)
+    seen: set[str] = set()
+    for s in shards:
+        if s in seen:
+            raise DataError(f"shard {s} is listed twice in {src}")
+        seen.add(s)
+    return shards
+
+
+def _read_shards(shards: list[str], src: str) -> list[str]:
+    """The images of ``shards`` (``<shard>/<key>``), shard by shard, in tar order."""
+    paths = [member_path(s, m.key) for s in shards for m in shard_members(s)]
+    if not paths:
+        raise DataError(f"the {len(shards)} tar shards of {src} hold no images "
+                        f"(members named <key>.<ext>, ext one of {', '.join(IMAGE_EXTENSIONS)})")
+    return paths
+
+
 def _list(path: PathLike, image_root: PathLike | None) -> tuple[str, list[str], str | None]:
     src = os.path.abspath(os.path.expanduser(os.fspath(path)))
     root = None
@@ -177,6 +240,9 @@ def _list(path: PathLike, image_root: PathLike | None) -> tuple[str, list[str], 
     if root is not None and not os.path.isdir(root):
         raise DataError(f"image_root is not a folder: {root}")
     kind = _kind(src)
+    if kind in ("shards", "shard list"):
+        shards = _shard_files(src, kind, root)
+        return kind, _read_shards(shards, src), f"{len(shards)} shard{'s' if len(shards) != 1 else ''}"
     if kind == "folder":
         return kind, _scan_folder(src), None
     if kind == "list":
@@ -202,7 +268,12 @@ def list_images(path: PathLike, *, image_root: PathLike | None = None) -> list[s
               ``file_name`` is resolved against ``image_root`` if given, else the first of
               the json's folder, ``../<split>/`` (``annotations/instances_train2017.json`` →
               ``train2017/``) and ``../images/`` that holds the first image; json order is kept;
-            * a single image file.
+            * a single image file;
+            * WebDataset tar shards: a ``.tar`` file, a brace pattern
+              (``shards/train-{000000..000009}.tar``, needs the ``wds`` extra), a folder whose
+              top level holds ``.tar`` files and no images (sorted), or a list file of ``.tar``
+              paths (relative ones resolved like image entries). Each image is named
+              ``<shard>/<key>`` (:mod:`objssl.images.tar_shards`), shard by shard in tar order.
         image_root: folder that relative entries of a list file or COCO json are resolved against.
 
     Returns:
@@ -211,7 +282,8 @@ def list_images(path: PathLike, *, image_root: PathLike | None = None) -> list[s
 
     Raises:
         DataError: the path is missing or of an unknown kind, a folder holds no images, a list
-            file is empty, a json is malformed or not COCO, or none of the listed files exist.
+            file is empty, a json is malformed or not COCO, or none of the listed files exist;
+            a shard is missing, listed twice, truncated or corrupt (named).
     """
     return _list(path, image_root)[1]
 
@@ -230,4 +302,6 @@ def describe_source(path: PathLike, *, image_root: PathLike | None = None) -> st
         return f"list file {src} with {n}"
     if kind == "coco":
         return f"COCO json {src} with {n} (images under {root})"
+    if kind in ("shards", "shard list"):
+        return f"tar shards {src} ({root}) with {n}"
     return f"single image {src}"

@@ -230,6 +230,7 @@ def build_cache(
     progress: bool = True,
     root: str | None = None,
     imports: Sequence[str] = (),
+    part: dict[str, Any] | None = None,
 ) -> CacheSummary:
     """Run ``source`` over ``paths`` and write a cache folder at ``out`` (see the module docstring and
     :mod:`objssl.proposals.cache_format`).
@@ -245,6 +246,8 @@ def build_cache(
         root: folder image paths are stored relative to (default: that of an earlier build in
             ``out``, else their common folder).
         imports: modules each worker imports before unpickling the source (where it is registered).
+        part: for one part of a sharded build (:mod:`objssl.proposals.parts`): what it is a part
+            of, recorded in ``meta.json`` as ``"part"`` for the merge.
 
     Returns:
         :class:`CacheSummary`; it is also written into ``meta.json``.
@@ -324,7 +327,7 @@ def build_cache(
             f"finished{gave_up}: rerun `objssl proposals` with the same arguments to retry "
             "(--workers 1 shows the error of a source that crashes)"
         )
-    _finalize(out, source, keys, root, ranges, summary, build_id, imports=list(imports))
+    _finalize(out, source, keys, root, ranges, summary, build_id, imports=list(imports), part=part)
     return summary
 
 
@@ -446,6 +449,7 @@ def _finalize(
     summary: CacheSummary,
     build_id: dict[str, Any],
     imports: Sequence[str] = (),
+    part: dict[str, Any] | None = None,
 ) -> None:
     index = np.zeros((len(keys), 4), np.int64)
     sizes = np.zeros((len(keys), 2), np.int32)
@@ -473,7 +477,9 @@ def _finalize(
         os.path.getsize(os.path.join(out, n)) for n in os.listdir(out) if n.endswith(".npy")
     )
     files = {n: sha256_file(os.path.join(out, n)) for n in ("images.txt", "index.npy", "sizes.npy")}
+    extra = {"part": part} if part is not None else {}
     write_checked_json(os.path.join(out, "meta.json"), {
+        **extra,
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "source": source.name, "source_version": source.version, "source_params": source.params(),
         "cache_key": source.cache_key(), "build": build_id, "root": root, "imports": list(imports),

@@ -28,6 +28,7 @@ from typing import Any
 
 from objssl.errors import DataError
 from objssl.fileio import atomic_write
+from objssl.images.tar_shards import split_member_path
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "FLAG_FALLBACK", "FLAG_UNREADABLE", "FLAG_EMPTY", "FALLBACK_BOXES",
@@ -106,7 +107,13 @@ def relative_key(path: str, root: str) -> str:
     return real.replace(os.sep, "/") if rel.startswith("..") else rel.replace(os.sep, "/")
 
 
+def _folder(path: str) -> str:
+    member = split_member_path(path)  # an image in a tar shard: the shard's folder
+    return os.path.dirname(os.path.realpath(member[0] if member else path))
+
+
 def data_root(paths: Sequence[str]) -> str:
-    """The deepest folder holding every path (the default data root of a cache)."""
-    reals = [os.path.dirname(os.path.realpath(p)) for p in paths]
+    """The deepest folder holding every path (the default data root of a cache); for images in tar
+    shards (``<shard>.tar/<key>``), the folder holding the shards, so keys read ``<shard>.tar/<key>``."""
+    reals = [_folder(p) for p in paths]
     return os.path.commonpath(reals) if reals else os.getcwd()

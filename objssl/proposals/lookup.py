@@ -15,6 +15,7 @@ from objssl.errors import ConfigError, DataError
 from objssl.proposals.base import MissingProposalsError
 from objssl.proposals.builtin import PrecomputedSource
 from objssl.proposals.cache_reader import ProposalCache
+from objssl.proposals.parts_reader import ProposalCacheParts, holds_parts
 
 __all__ = ["open_proposals", "missing_images", "check_coverage"]
 
@@ -22,11 +23,14 @@ _SHOW = 3  # how many missing images an error names
 
 
 def open_proposals(path: str | None) -> Any:
-    """A box lookup (``boxes_for(path) -> Tensor[M, 4]``) from a proposal cache folder or a JSON file of
-    boxes, or None for ``path=None``. A path that does not exist is a :class:`ConfigError`; a cache
+    """A box lookup (``boxes_for(path) -> Tensor[M, 4]``) from a proposal cache folder, a folder holding
+    the ``part-*`` folders of a sharded build (read in place), or a JSON file of boxes, or None for
+    ``path=None``. A path that does not exist is a :class:`ConfigError`; a cache
     that is unfinished or corrupt raises :class:`~objssl.proposals.ProposalCacheError` naming the file."""
     if path is None:
         return None
+    if os.path.isdir(path) and holds_parts(path):  # the parts of a sharded build, not merged
+        return ProposalCacheParts(path)
     if os.path.isdir(path):
         return ProposalCache(path)
     if os.path.isfile(path):
@@ -63,6 +67,9 @@ def check_coverage(lookup: Any, paths: Sequence[str], *, data: str | None = None
     if isinstance(lookup, ProposalCache):
         fix = f"add them with: {lookup.rebuild_command(data or 'DATA')}"
         name = f"proposal cache {lookup.path}"
+    elif isinstance(lookup, ProposalCacheParts):
+        fix = "build the parts again with the run's data (--num-shards, --shard-index) in a new folder"
+        name = f"proposal cache parts {lookup.path}"
     else:
         fix = "add their boxes to the file, or build a cache with `objssl proposals`"
         name = f"proposal file {getattr(lookup, 'path', lookup)}"
