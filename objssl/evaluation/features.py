@@ -6,7 +6,8 @@ Feature kinds:
   pool for ResNets, the class token or mean for ViTs);
 * ``feat5``: ORL's VOC07 SVM feature (``benchmarks/extract_info/voc07.py`` config with the
   ``feat5`` layer of its extractor): the res5 map → ``AvgPool2d(6, stride=1)`` → flattened
-  channel-major (``2 × 2 × 2048 = 8192``-d for ResNet-50 at 224). Only ResNets have it
+  channel-major (``2 × 2 × 2048 = 8192``-d for ResNet-50 at 224; below 192 px, where res5 is
+  smaller than 6 × 6, the kernel is res5's side). Only ResNets have it
   (:func:`svm_feature_kind` falls back to ``pooled`` for other backbones).
 
 The cache key is the weights' fingerprint, the backbone name, the feature kind, the transform's
@@ -77,7 +78,9 @@ def _forward(backbone: nn.Module, x: Tensor, kind: str) -> Tensor:
         return backbone.forward_pooled(x)
     last = backbone.feature_info[-1].name  # the deepest map: res5 on a ResNet
     res5 = backbone(x, maps=[last], pooled=False).maps[last]
-    return nn.functional.avg_pool2d(res5, kernel_size=6, stride=1).flatten(1)
+    # ORL's kernel is 6 (res5 is 7x7 at 224); a smaller input's res5 is pooled by its own side
+    kernel = min(6, res5.shape[-2], res5.shape[-1])
+    return nn.functional.avg_pool2d(res5, kernel_size=kernel, stride=1).flatten(1)
 
 
 def _listing_digest(paths: list[str]) -> str:

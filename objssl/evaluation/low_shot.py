@@ -27,7 +27,7 @@ import logging
 import numpy as np
 
 from objssl.errors import DataError
-from objssl.evaluation.svm import DEFAULT_COSTS, make_svm, mean_ap, normalise
+from objssl.evaluation.svm import DEFAULT_COSTS, make_svm, mean_ap, normalise, unconverged_fits
 
 __all__ = ["LOW_SHOT_K", "NUM_SAMPLES", "sample_low_shot", "low_shot_svm"]
 
@@ -87,6 +87,14 @@ def low_shot_svm(train_x: np.ndarray, train_targets: np.ndarray, test_x: np.ndar
     """Low-shot SVM mAP per k (mean over the samples, at the cost the rule picks)."""
     if cost_selection not in ("heldout", "test"):
         raise ValueError(f"cost_selection={cost_selection!r}: choose heldout or test")
+    with unconverged_fits() as unconverged:
+        out = _low_shot(train_x, train_targets, test_x, test_targets, classes, ks, num_samples, costs,
+                        cost_selection, seed, holdout)
+    return {**out, "unconverged_fits": len(unconverged)}
+
+
+def _low_shot(train_x, train_targets, test_x, test_targets, classes, ks, num_samples, costs, cost_selection, seed,
+              holdout) -> dict:
     train_x, test_x = normalise(train_x), normalise(test_x)
     n = len(train_x)
     if cost_selection == "heldout":

@@ -133,7 +133,8 @@ def run_svm(ckpt: str, trainval: LabelledImages, test: LabelledImages, *, low_sh
     else:
         out = full_svm(ftr.values.numpy(), trainval.targets, fte.values.numpy(), test.targets, **args)
         protocol = "svm"
-    note = ("feat5: res5 -> AvgPool2d(6, 1) -> flattened (ORL)" if kind == "feat5"
+    note = ("feat5: res5 -> AvgPool2d(6, 1) -> flattened (ORL; a res5 smaller than 6x6 is pooled by its side)"
+            if kind == "feat5"
             else f"pooled: {eb.name} is not a ResNet, so its pooled vector replaces ORL's feat5")
     return {**_base(protocol, eb, kind, opts), "feature_note": note, "feature_dim": int(ftr.values.shape[1]),
             "data": {"trainval": _data_record(trainval, ftr), "test": _data_record(test, fte),

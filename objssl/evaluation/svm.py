@@ -25,11 +25,15 @@ see :mod:`objssl.evaluation.low_shot`), for reproducing numbers chosen that way.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
+
 import numpy as np
 
 from objssl.errors import DataError
 
-__all__ = ["DEFAULT_COSTS", "ORL_COSTS", "normalise", "make_svm", "voc_ap", "class_ap", "mean_ap", "full_svm"]
+__all__ = ["DEFAULT_COSTS", "ORL_COSTS", "normalise", "unconverged_fits", "make_svm", "voc_ap", "class_ap", "mean_ap", "full_svm"]
 
 DEFAULT_COSTS = (1.0, 10.0, 100.0)
 ORL_COSTS = DEFAULT_COSTS + tuple(0.5**n for n in range(4, 20))
@@ -39,6 +43,19 @@ def normalise(x: np.ndarray) -> np.ndarray:
     """ORL's ``normalize_features``: ``x / (‖x‖₂ + 1e-5)`` per row, in float64."""
     x = np.asarray(x, dtype=np.float64)
     return x / (np.linalg.norm(x, axis=1) + 1e-5)[:, None]
+
+
+@contextlib.contextmanager
+def unconverged_fits() -> Iterator[list]:
+    """Collects liblinear's ConvergenceWarnings (max_iter=2000 is ORL's; small C-heavy problems hit it)
+    instead of printing each: ``len(the list)`` is reported in the result."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        found: list = []
+        yield found
+    found.extend(w for w in caught if issubclass(w.category, ConvergenceWarning))
 
 
 def make_svm(cost: float):
@@ -97,9 +114,15 @@ def _check_trainable(targets: np.ndarray, classes: list[str]) -> None:
 def full_svm(train_x: np.ndarray, train_targets: np.ndarray, test_x: np.ndarray, test_targets: np.ndarray, *,
              classes: list[str], costs: tuple[float, ...] = DEFAULT_COSTS, cost_selection: str = "heldout") -> dict:
     """Train one SVM per class on trainval, score test; returns metrics and the costs used."""
+    with unconverged_fits() as unconverged:
+        out = _full_svm(normalise(train_x), train_targets, normalise(test_x), test_targets, classes, costs,
+                        cost_selection)
+    return {**out, "unconverged_fits": len(unconverged)}
+
+
+def _full_svm(train_x, train_targets, test_x, test_targets, classes, costs, cost_selection) -> dict:
     from sklearn.model_selection import cross_val_score
 
-    train_x, test_x = normalise(train_x), normalise(test_x)
     n_classes = train_targets.shape[1]
     scores = {}  # cost → [N_test, C] decision values
     chosen: list[float] = []
