@@ -1,9 +1,11 @@
 """The deterministic input transforms of the protocols (torchvision.transforms.v2).
 
-* :func:`centre_crop_transform` (kNN, linear; DINO's and InstDisc's eval transform): resize the
-  short side to ``image_size·256/224``, centre crop ``image_size``.
+* :func:`centre_crop_transform` (kNN, linear; DINO's ``eval_knn.py`` transform): resize the short
+  side to ``image_size·256/224`` (bicubic, as DINO's ``Resize(256, interpolation=3)``), centre crop
+  ``image_size``.
 * :func:`voc07_svm_transform` (ORL's ``benchmarks/extract_info/voc07.py``): ``Resize(256)`` (short
-  side), then ``Resize((224, 224))``, no centre crop; at another ``image_size`` both scale with it.
+  side), then ``Resize((224, 224))``, no centre crop, both bilinear (torchvision's default there);
+  at another ``image_size`` both scale with it.
 
 Both end with ImageNet mean/std. :func:`transform_key` names a transform for the feature cache: a
 different transform never reads another's cached features.
@@ -27,7 +29,7 @@ def _to_normalised() -> list:
 
 def centre_crop_transform(image_size: int = 224) -> v2.Compose:
     resize = int(round(image_size * 256 / 224))
-    return v2.Compose([v2.Resize(resize, interpolation=InterpolationMode.BILINEAR, antialias=True),
+    return v2.Compose([v2.Resize(resize, interpolation=InterpolationMode.BICUBIC, antialias=True),
                        v2.CenterCrop(image_size), *_to_normalised()])
 
 
