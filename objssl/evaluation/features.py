@@ -4,8 +4,8 @@ Feature kinds:
 
 * ``pooled``: the backbone's own pooled vector (``forward_head(pre_logits=True)``: global average
   pool for ResNets, the class token or mean for ViTs);
-* ``feat5``: ORL's VOC07 SVM feature (``benchmarks/extract_info/voc07.py`` config with the
-  ``feat5`` layer of its extractor): the res5 map → ``AvgPool2d(6, stride=1)`` → flattened
+* ``feat5``: ORL's VOC07 SVM feature (``tools/extract.py`` with ``pool_type='specified'``,
+  ``openselfsup/models/utils/multi_pooling.py`` ``POOL_PARAMS['resnet50']``): the res5 map → ``AvgPool2d(6, stride=1)`` → flattened
   channel-major (``2 × 2 × 2048 = 8192``-d for ResNet-50 at 224; below 192 px, where res5 is
   smaller than 6 × 6, the kernel is res5's side). Only ResNets have it
   (:func:`svm_feature_kind` falls back to ``pooled`` for other backbones).
