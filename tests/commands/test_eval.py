@@ -1,15 +1,25 @@
 """``objssl eval knn|linear|svm|report`` end to end on tiny labelled sets of real photo crops."""
 
+import importlib.util
 import json
 import os
-import sys
 
 import pytest
 
 from objssl.cli import main
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "evaluation"))
-from conftest import make_image_folder, make_voc_root  # noqa: E402
+
+def _labelled_images():
+    path = os.path.join(os.path.dirname(__file__), "..", "evaluation", "labelled_images.py")
+    spec = importlib.util.spec_from_file_location("labelled_images_for_" + __name__.replace(".", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_images = _labelled_images()
+make_image_folder = _images.make_image_folder
+make_voc_root = _images.make_voc_root
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 """train.eval_every: the kNN monitor logs top-1/top-5, and changes nothing about the training."""
 
+import importlib.util
 import json
 import os
-import sys
 
 import pytest
 import torch
@@ -11,8 +11,17 @@ from objssl.config import apply_overrides, validate_config
 from objssl.engine import Trainer
 from objssl.errors import ConfigError
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "evaluation"))
-from conftest import make_image_folder  # noqa: E402 - the evaluation tests' labelled demo crops
+
+def _labelled_images():
+    path = os.path.join(os.path.dirname(__file__), "..", "evaluation", "labelled_images.py")
+    spec = importlib.util.spec_from_file_location("labelled_images_for_" + __name__.replace(".", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_images = _labelled_images()
+make_image_folder = _images.make_image_folder
 
 
 @pytest.fixture(scope="module")
