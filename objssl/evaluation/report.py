@@ -93,6 +93,9 @@ def plot_results(results: list[tuple[str, dict[str, Any]]], path: str) -> None:
                 ax.plot([float(k) for k in ks], [by_k[k] if by_k[k] is not None else float("nan") for k in ks],
                         marker="o", label=name)
             ax.set_xscale("log", base=2)
+            shots = sorted({float(k) for _, by_k in data for k in by_k})
+            ax.set_xticks(shots, [f"{k:g}" for k in shots])
+            ax.minorticks_off()
             ax.set_xlabel("positives per class (k)")
             ax.legend(fontsize=8)
         ax.set_title(title)
