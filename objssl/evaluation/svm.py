@@ -124,7 +124,6 @@ def _full_svm(train_x, train_targets, test_x, test_targets, classes, costs, cost
     from sklearn.model_selection import cross_val_score
 
     n_classes = train_targets.shape[1]
-    scores = {}  # cost → [N_test, C] decision values
     chosen: list[float] = []
     if cost_selection == "heldout":
         _check_trainable(train_targets, classes)
@@ -147,7 +146,6 @@ def _full_svm(train_x, train_targets, test_x, test_targets, classes, costs, cost
             s = np.zeros((len(test_x), n_classes))
             for c in range(n_classes):
                 s[:, c] = make_svm(cost).fit(train_x, _train_labels(train_targets[:, c])).decision_function(test_x)
-            scores[cost] = s
             per_cost[cost] = mean_ap(test_targets, s)
         best = max(costs, key=lambda k: per_cost[k][0])
         chosen = [best] * n_classes
