@@ -64,6 +64,7 @@ EXTRAS: dict[str, Extra] = {
     "ss": SelectiveSearchExtra(("cv2", "objssl_selective_search"),
                                "pip install objssl[ss] -e plugins/objssl-selective-search"),
     "faiss": Extra(("faiss",), "pip install objssl[faiss]"),
+    "wds": Extra(("webdataset", "braceexpand"), "pip install objssl[wds]"),
 }
 
 
