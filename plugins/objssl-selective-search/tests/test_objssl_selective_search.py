@@ -251,5 +251,7 @@ def test_single_mode_parameters_and_cache_key():
         with pytest.raises(ValueError, match=word) as err:
             SelectiveSearch(mode="single", **kwargs)
         assert len(str(err.value).splitlines()) == 1
-    with pytest.raises(ValueError, match="sigma apply to mode=single only"):
+    with pytest.raises(ValueError, match="sigma applies to mode=single only"):
         SelectiveSearch(mode="fast", sigma=0.9)
+    with pytest.raises(ValueError, match="k, min_size apply to mode=single only"):
+        SelectiveSearch(mode="quality", k=300, min_size=100)

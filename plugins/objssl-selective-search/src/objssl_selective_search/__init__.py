@@ -104,7 +104,8 @@ class SelectiveSearch(ProposalSource):
         if mode != "single":
             extra = [name for name, value in given.items() if value is not None]
             if extra:
-                raise ValueError(f"selective_search: {', '.join(extra)} apply to mode=single only (mode={mode!r})")
+                verb = "applies" if len(extra) == 1 else "apply"
+                raise ValueError(f"selective_search: {', '.join(extra)} {verb} to mode=single only (mode={mode!r})")
             self.segmentation: dict[str, Any] | None = None
         else:
             seg = {name: SINGLE_DEFAULTS[name] if value is None else value for name, value in given.items()}
