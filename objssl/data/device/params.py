@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -144,11 +145,18 @@ def _coin(p: float) -> bool:
     return bool(torch.rand(1) < p)
 
 
+@lru_cache(maxsize=64)
+def _colour_transforms(aug: ViewAugmentation) -> tuple[v2.ColorJitter, v2.GaussianBlur]:
+    # built once per view: constructing a v2 transform costs more than drawing from it
+    return v2.ColorJitter(*aug.jitter), v2.GaussianBlur(3, sigma=aug.blur_sigma)  # the kernel size draws nothing
+
+
 def draw_colour(aug: ViewAugmentation) -> ColourParams:
     """The colour draw of :func:`~objssl.data.transforms.photometric_transform` ``(aug)``, same RNG calls."""
+    jitter_t, blur_t = _colour_transforms(aug)
     jitter, factors, order = False, IDENTITY_FACTORS, (0, 1, 2, 3)
     if _coin(aug.jitter_p):
-        p = v2.ColorJitter(*aug.jitter).make_params([])
+        p = jitter_t.make_params([])
         jitter = True
         order = tuple(int(i) for i in p["fn_idx"])
         drawn = (p["brightness_factor"], p["contrast_factor"], p["saturation_factor"], p["hue_factor"])
@@ -156,8 +164,7 @@ def draw_colour(aug: ViewAugmentation) -> ColourParams:
     grayscale = _coin(aug.grayscale_p)
     sigma = 0.0
     if aug.blur_p > 0 and _coin(aug.blur_p):
-        # the kernel size does not affect the draw; 3 is any valid odd size
-        sigma = float(v2.GaussianBlur(3, sigma=aug.blur_sigma).make_params([])["sigma"][0])
+        sigma = float(blur_t.make_params([])["sigma"][0])
     solarize = aug.solarize_p > 0 and _coin(aug.solarize_p)
     return ColourParams(jitter, factors, order, grayscale, sigma, solarize)  # type: ignore[arg-type]
 
