@@ -64,3 +64,15 @@ def test_mismatched_batch_is_refused(photos):
         apply_view(to_unit_float(padded), ViewBatch.stack(PARAMS), DeviceView(size=(8, 8)))
     with pytest.raises(ValueError, match="resize"):
         DeviceView(size=(8, 8), resize="bicubic")
+
+
+@pytest.mark.gpu
+def test_cuda_views_equal_cpu_views(photos):
+    imgs = photos[2:6]
+    padded, _ = pad_images(imgs)
+    batch = ViewBatch.stack(PARAMS)
+    for resize in ("roi_align", "per_sample"):
+        view = DeviceView(size=(64, 64), blur_kernel=7, resize=resize)
+        cpu = apply_views(padded, [batch], [view])[0]
+        cuda = apply_views(padded.cuda(), [batch], [view])[0].cpu()
+        assert (cuda - cpu).abs().max() <= 1e-4, resize
