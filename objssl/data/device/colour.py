@@ -6,8 +6,8 @@ factor: brightness scales, contrast blends with the mean of the image's grey lev
 with the grey image, hue shifts H in HSV (H in ``[0, 1)``, wrapped), grey is
 ``0.2989 R + 0.587 G + 0.114 B``, every blend is clamped to ``[0, 1]``. torchvision's kernels take one
 Python float per call, so a per-sample batch cannot go through them in one call;
-``kornia.enhance`` takes per-sample factors but its grey weights (0.299) and its contrast and hue
-conventions differ (docs/device_views.md), so the formulas are written here once.
+``kornia.augmentation.ColorJitter`` draws one jitter order per batch and uses grey weights of 0.299
+(docs/device_views.md), so the formulas are written here once, tested against torchvision's kernels.
 """
 
 from __future__ import annotations
