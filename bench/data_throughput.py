@@ -14,7 +14,7 @@ Prints one table:
   (:func:`objssl.data.device.pad_images`, per sample);
 * device path, device side: ms per batch of ``--batch`` for both views
   (:func:`objssl.data.device.apply_views`), with ``roi_align`` and with ``per_sample`` resizing, on
-  the CPU (one thread) and on CUDA when present (``--bf16``: bfloat16 pixels).
+  the CPU (one thread, CPU time) and on CUDA when present (wall time; ``--bf16``: bfloat16 pixels).
 
 Images are objssl's demo photos (long side 512). One thread throughout, as in a loader worker.
 """
@@ -111,7 +111,8 @@ def main() -> None:
         devices.append("cuda")
     if args.device == "auto" and not devices:
         devices = ["cpu"]
-    print(f"\n{'device side, batch ' + str(args.batch) + ', both views':<44}{'ms/batch':>15}{'ms/sample':>16}")
+    print(f"\n{'device side, batch ' + str(args.batch) + ', both views':<44}{'ms/batch':>15}{'ms/sample':>16}"
+          "  (CPU: CPU time; CUDA: wall)")
     for dev in devices:
         dtype = torch.bfloat16 if (args.bf16 and dev == "cuda") else torch.float32
         x = padded.to(dev)
@@ -120,12 +121,14 @@ def main() -> None:
             apply_views(x, batches, views, dtype)  # warm-up
             if dev == "cuda":
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            # CPU: this thread's CPU time (other processes' load does not count); CUDA: wall time
+            clock = time.perf_counter if dev == "cuda" else time.thread_time
+            t0 = clock()
             for _ in range(args.repeats):
                 apply_views(x, batches, views, dtype)
             if dev == "cuda":
                 torch.cuda.synchronize()
-            ms = (time.perf_counter() - t0) * 1e3 / args.repeats
+            ms = (clock() - t0) * 1e3 / args.repeats
             label = f"{dev} {str(dtype).replace('torch.', '')} {method}"
             print(f"{label:<44}{ms:>15.1f}{ms / args.batch:>16.2f}")
 

@@ -34,18 +34,26 @@ class DeviceView:
         interpolation: ``"bilinear"`` or ``"bicubic"``.
         blur_kernel: the Gaussian kernel side, as the loader path's (~10 % of the view side, odd).
         normalize: ImageNet mean/std at the end (off: float in ``[0, 1]``).
-        resize: ``"roi_align"`` or ``"per_sample"`` (:mod:`objssl.data.device.geometry`).
+        resize: ``"roi_align"``, ``"per_sample"`` (:mod:`objssl.data.device.geometry`) or ``"auto"``:
+            roi_align on CUDA (one kernel for the batch), per_sample elsewhere (on a CPU, roi_align's
+            many samples per output pixel cost about twice torchvision's separable resize).
     """
 
     size: tuple[int, int]
     interpolation: str = "bilinear"
     blur_kernel: int = 23
     normalize: bool = True
-    resize: str = "roi_align"
+    resize: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.resize not in RESIZE_METHODS:
-            raise ValueError(f"DeviceView: resize must be one of {RESIZE_METHODS}, got {self.resize!r}")
+        if self.resize not in (*RESIZE_METHODS, "auto"):
+            raise ValueError(f"DeviceView: resize must be one of {(*RESIZE_METHODS, 'auto')}, got {self.resize!r}")
+
+    def resize_method(self, device: torch.device) -> str:
+        """The crop + resize method used on ``device``."""
+        if self.resize != "auto":
+            return self.resize
+        return "roi_align" if device.type == "cuda" else "per_sample"
 
     @classmethod
     def from_augmentation(cls, aug: ViewAugmentation, **overrides: object) -> DeviceView:
@@ -65,7 +73,8 @@ def apply_view(images: Tensor, params: ViewBatch, view: DeviceView) -> Tensor:
     :func:`~objssl.data.device.geometry.pad_images`) → ``float [B, 3, h, w]`` views."""
     if len(params) != images.shape[0]:
         raise ValueError(f"apply_view: {images.shape[0]} images but parameters for {len(params)} samples")
-    x = resized_crop(images, params.crop, view.size, interpolation=view.interpolation, method=view.resize)
+    x = resized_crop(images, params.crop, view.size, interpolation=view.interpolation,
+                     method=view.resize_method(images.device))
     x = horizontal_flip(x, params.flip)
     x = color_jitter(x, params.jitter, params.factors, params.order)
     x = random_grayscale(x, params.grayscale)

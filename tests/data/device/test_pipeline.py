@@ -48,10 +48,11 @@ def test_view_equals_torchvision_chain_per_sample(photos):
         assert (out[i] - _reference(img.float() / 255, p, view)).abs().max() <= 1e-5 * 5, i  # /std ≈ 4.4
 
 
-def test_each_sample_is_independent_of_the_rest_of_the_batch(photos):
+@pytest.mark.parametrize("resize", ["roi_align", "per_sample"])
+def test_each_sample_is_independent_of_the_rest_of_the_batch(photos, resize):
     imgs = photos[2:6]
     padded, _ = pad_images(imgs)
-    view = DeviceView(size=(48, 48), blur_kernel=5)
+    view = DeviceView(size=(48, 48), blur_kernel=5, resize=resize)
     together = apply_views(padded, [ViewBatch.stack(PARAMS)], [view])[0]
     for i, (img, p) in enumerate(zip(imgs, PARAMS)):
         alone = apply_views(img[None], [ViewBatch.stack([p])], [view])[0]
@@ -62,7 +63,7 @@ def test_mismatched_batch_is_refused(photos):
     padded, _ = pad_images(photos[:2])
     with pytest.raises(ValueError, match="parameters for 4 samples"):
         apply_view(to_unit_float(padded), ViewBatch.stack(PARAMS), DeviceView(size=(8, 8)))
-    with pytest.raises(ValueError, match="resize"):
+    with pytest.raises(ValueError, match="resize must be"):
         DeviceView(size=(8, 8), resize="bicubic")
 
 
@@ -76,3 +77,10 @@ def test_cuda_views_equal_cpu_views(photos):
         cpu = apply_views(padded, [batch], [view])[0]
         cuda = apply_views(padded.cuda(), [batch], [view])[0].cpu()
         assert (cuda - cpu).abs().max() <= 1e-4, resize
+
+
+def test_auto_resize_picks_roi_align_on_cuda_only():
+    view = DeviceView(size=(8, 8))
+    assert view.resize_method(torch.device("cpu")) == "per_sample"
+    assert view.resize_method(torch.device("cuda")) == "roi_align"
+    assert DeviceView(size=(8, 8), resize="roi_align").resize_method(torch.device("cpu")) == "roi_align"
