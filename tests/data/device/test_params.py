@@ -105,3 +105,51 @@ def test_view_batch_collates_loader_samples():
         assert float(batch.blur_sigma[i]) == pytest.approx(p.colour.blur_sigma)
     with pytest.raises(ValueError, match="no samples"):
         ViewBatch.collate([])
+
+
+def test_colour_draw_in_place_of_the_box_aware_colour_keeps_the_rng(photos):
+    """At the point where BoxAwareViews runs a view's colour transform, ``draw_colour`` of that view's
+    augmentation makes exactly its RNG calls, for every preset (so the presets can switch over)."""
+    from dataclasses import replace
+
+    from objssl.data.views import VIEW_PRESETS, BoxAwareViews
+
+    checked = 0
+    for name in VIEW_PRESETS:
+        views = BoxAwareViews.from_preset(name, size=64)
+        for v, spec in enumerate(views.views):
+            real = views._colour[v]
+            aug = replace(spec.color, size=spec.hw[0])
+
+            def checking(img, real=real, aug=aug):
+                nonlocal checked
+                before = torch.random.get_rng_state()
+                draw_colour(aug)
+                drawn = torch.random.get_rng_state()
+                torch.random.set_rng_state(before)
+                out = real(img)
+                assert torch.equal(torch.random.get_rng_state(), drawn), (name, aug)
+                checked += 1
+                return out
+
+            views._colour[v] = checking
+        boxes = torch.tensor([[10.0, 10.0, 200.0, 200.0], [100.0, 50.0, 400.0, 300.0], [0.0, 0.0, 300.0, 300.0],
+                              [50.0, 60.0, 250.0, 280.0], [200.0, 100.0, 500.0, 330.0]])
+        for seed in range(3):
+            torch.manual_seed(seed)
+            views(photos[3], boxes=boxes)
+    assert checked >= 3 * sum(len(BoxAwareViews.from_preset(n).views) for n in VIEW_PRESETS)
+
+
+def test_device_view_of_a_box_view_spec_uses_the_loaders_blur_kernel():
+    from torchvision.transforms import v2
+
+    from objssl.data.views import BoxAwareViews
+
+    views = BoxAwareViews.from_preset("soco_star")
+    for v, spec in enumerate(views.views):
+        blur = [t for t in views._colour[v].transforms if isinstance(t, v2.RandomApply)
+                and isinstance(t.transforms[0], v2.GaussianBlur)]
+        dv = DeviceView.from_view_spec(spec)
+        assert dv.size == spec.hw and dv.interpolation == spec.interpolation
+        assert [dv.blur_kernel] * 2 == list(blur[0].transforms[0].kernel_size), v
