@@ -12,9 +12,10 @@ Crop + resize has two methods:
   the loader path's call; used for bicubic (roi_align has no bicubic) and wherever the exact result
   matters more than one kernel launch per sample.
 
-Images of different sizes share one ``[B, 3, H, W]`` tensor (:func:`pad_images`); the padding
-repeats each image's last row and column, so bilinear samples at an image's right or bottom edge
-see the edge value (as torchvision's clamping does) rather than the neighbour padding.
+Images of different sizes share one ``[B, 3, H, W]`` tensor (:func:`pad_images`); the row and the
+column just past each image repeat its last ones, so bilinear samples at an image's right or bottom
+edge (which reach at most one pixel beyond it) see the edge value, as torchvision's clamping does,
+rather than the padding (zeros).
 """
 
 from __future__ import annotations
@@ -33,18 +34,21 @@ RESIZE_METHODS = ("roi_align", "per_sample")
 
 
 def pad_images(images: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-    """``uint8 [3, h_i, w_i]`` images → ``(uint8 [B, 3, H, W], long [B, 2] (h_i, w_i))``, edge-padded."""
+    """``uint8 [3, h_i, w_i]`` images → ``(uint8 [B, 3, H, W], long [B, 2] (h_i, w_i))``: zero-padded,
+    with one repeated edge row and column past each image (module docstring)."""
     if not images:
         raise ValueError("pad_images: no images")
     H = max(int(im.shape[-2]) for im in images)
     W = max(int(im.shape[-1]) for im in images)
-    out = torch.empty(len(images), 3, H, W, dtype=images[0].dtype)
+    out = torch.zeros(len(images), 3, H, W, dtype=images[0].dtype)
     sizes = torch.zeros(len(images), 2, dtype=torch.long)
     for i, im in enumerate(images):
         h, w = int(im.shape[-2]), int(im.shape[-1])
         out[i, :, :h, :w] = im
-        out[i, :, h:, :w] = im[:, h - 1 : h, :]
-        out[i, :, :, w:] = out[i, :, :, w - 1 : w]
+        if h < H:
+            out[i, :, h, :w] = im[:, h - 1, :]
+        if w < W:
+            out[i, :, : min(h + 1, H), w] = out[i, :, : min(h + 1, H), w - 1]
         sizes[i, 0], sizes[i, 1] = h, w
     return out, sizes
 
