@@ -22,6 +22,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ViewAugmentation",
+    "blur_kernel_size",
     "photometric_transform",
     "image_view_transform",
     "MultiViewTransform",
@@ -57,8 +58,9 @@ BYOL_VIEWS = (
 )
 
 
-def _blur_kernel(size: int) -> int:
-    # ~10% of the view side, odd (23 px at 224, as in BYOL/SimCLR)
+def blur_kernel_size(size: int) -> int:
+    """Gaussian blur kernel side for a view of side ``size``: ~10% of it, odd (23 px at 224, as in
+    BYOL/SimCLR); the loader's and the device's blur share it."""
     k = max(3, int(0.1 * size))
     return k if k % 2 == 1 else k + 1
 
@@ -73,7 +75,7 @@ def photometric_transform(aug: ViewAugmentation, *, normalize: bool = True, to_f
         v2.RandomGrayscale(p=aug.grayscale_p),
     ]
     if aug.blur_p > 0:
-        blur = v2.GaussianBlur(_blur_kernel(aug.size), sigma=aug.blur_sigma)
+        blur = v2.GaussianBlur(blur_kernel_size(aug.size), sigma=aug.blur_sigma)
         ops.append(v2.RandomApply([blur], p=aug.blur_p))
     if aug.solarize_p > 0:
         ops.append(v2.RandomSolarize(threshold=128, p=aug.solarize_p))

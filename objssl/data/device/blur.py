@@ -1,7 +1,7 @@
 """Gaussian blur of a batch with one sigma per sample (``v2.GaussianBlur``'s result for each sample).
 
 As torchvision: a ``k × k`` kernel (``k`` odd, the same for the whole view: ~10 % of its side,
-the loader's rule, ``objssl.data.transforms._blur_kernel``), weights ``exp(-t² / 2σ²)`` normalised, reflect
+the loader's rule, ``objssl.data.transforms.blur_kernel_size``), weights ``exp(-t² / 2σ²)`` normalised, reflect
 padding of ``k // 2``. The 2-D Gaussian is separable, so it runs as two grouped 1-D convolutions, one
 group per (sample, channel) with that sample's kernel.
 """

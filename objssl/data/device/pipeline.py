@@ -20,7 +20,7 @@ from objssl.data.device.blur import gaussian_blur
 from objssl.data.device.colour import color_jitter, random_grayscale, random_solarize
 from objssl.data.device.geometry import RESIZE_METHODS, horizontal_flip, resized_crop
 from objssl.data.device.params import ViewBatch
-from objssl.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ViewAugmentation, _blur_kernel
+from objssl.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ViewAugmentation, blur_kernel_size
 from objssl.data.views.view_spec import BoxViewSpec
 
 __all__ = ["DeviceView", "to_unit_float", "apply_view", "apply_views"]
@@ -59,7 +59,7 @@ class DeviceView:
     @classmethod
     def from_augmentation(cls, aug: ViewAugmentation, **overrides: object) -> DeviceView:
         """The view :func:`~objssl.data.transforms.image_view_transform` ``(aug)`` makes (blur kernel of ``aug.size``)."""
-        kwargs = dict(size=(aug.size, aug.size), interpolation=aug.interpolation, blur_kernel=_blur_kernel(aug.size))
+        kwargs = dict(size=(aug.size, aug.size), interpolation=aug.interpolation, blur_kernel=blur_kernel_size(aug.size))
         kwargs.update(overrides)
         return cls(**kwargs)  # type: ignore[arg-type]
 
@@ -67,7 +67,7 @@ class DeviceView:
     def from_view_spec(cls, spec: BoxViewSpec, *, normalize: bool = True, **overrides: object) -> DeviceView:
         """The view :class:`~objssl.data.views.BoxAwareViews` makes of ``spec`` (its blur kernel
         follows the view's height, as there)."""
-        kwargs = dict(size=spec.hw, interpolation=spec.interpolation, blur_kernel=_blur_kernel(spec.hw[0]),
+        kwargs = dict(size=spec.hw, interpolation=spec.interpolation, blur_kernel=blur_kernel_size(spec.hw[0]),
                       normalize=normalize)
         kwargs.update(overrides)
         return cls(**kwargs)  # type: ignore[arg-type]

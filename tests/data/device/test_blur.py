@@ -5,10 +5,10 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from objssl.data.device.blur import gaussian_blur, gaussian_kernels
-from objssl.data.transforms import _blur_kernel
+from objssl.data.transforms import blur_kernel_size
 
 
-@pytest.mark.parametrize("kernel", [3, _blur_kernel(64), 23])
+@pytest.mark.parametrize("kernel", [3, blur_kernel_size(64), 23])
 def test_blur_per_sample_sigma_equals_torchvision(small_batch, kernel):
     sigma = torch.tensor([0.1, 2.0, 0.0, 1.3])
     out = gaussian_blur(small_batch, sigma, kernel)
