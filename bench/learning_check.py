@@ -56,19 +56,28 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": REPO + (os.pathsep + path if path else ""), "HF_HUB_OFFLINE": "1"}
 
 
-def _objssl(*args: str, log: str | None = None) -> None:
-    """Run an objssl command to completion; its output goes to ``log`` (and errors to the console)."""
+def _objssl(*args: str, log: str | None = None, fatal: bool = True) -> bool:
+    """Run an objssl command to completion, its output to ``log`` (else the console).
+
+    A failure ends the benchmark when ``fatal``; otherwise it is printed and False returned.
+    """
     cmd = [sys.executable, "-m", "objssl.cli", *args]
     print("$ objssl " + " ".join(args), flush=True)
     if log is None:
-        subprocess.run(cmd, env=_env(), check=True)
-        return
-    with open(log, "w") as f:
-        done = subprocess.run(cmd, env=_env(), stdout=f, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
+        code = subprocess.run(cmd, env=_env()).returncode
+        tail = ""
+    else:
+        with open(log, "w") as f:
+            code = subprocess.run(cmd, env=_env(), stdout=f, stderr=subprocess.STDOUT).returncode
         with open(log) as f:
-            tail = f.read()[-2000:]
-        raise SystemExit(f"objssl {args[0]} failed (status {done.returncode}); end of {log}:\n{tail}")
+            tail = f"; end of {log}:\n" + f.read()[-1500:]
+    if code == 0:
+        return True
+    message = f"objssl {' '.join(args[:2])} failed (status {code}){tail}"
+    if fatal:
+        raise SystemExit(message)
+    print(message, flush=True)
+    return False
 
 
 def ensure_scenes(args: argparse.Namespace) -> str:
@@ -200,9 +209,9 @@ def evaluate(name: str, ckpt: str, args: argparse.Namespace, scenes: str) -> lis
         ("svm", ["--voc", os.path.join(scenes, "voc"), "--low-shot"], args.svm_size),
     ):
         result = os.path.join(folder, f"{name}_{protocol}.json")
-        _objssl("eval", protocol, ckpt, *extra, *common, "--image-size", str(size), "-o", result,
-                log=os.path.join(folder, f"{name}_{protocol}.log"))
-        outputs.append(result)
+        if _objssl("eval", protocol, ckpt, *extra, *common, "--image-size", str(size), "-o", result,
+                   log=os.path.join(folder, f"{name}_{protocol}.log"), fatal=False):
+            outputs.append(result)
     return outputs
 
 
