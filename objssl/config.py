@@ -1,12 +1,13 @@
 """Run configuration: nested dicts from YAML, defaults, and ``key=value`` overrides.
 
-A config has five sections::
+A config has five sections, and an optional sixth::
 
     method:   {name: byol, <keyword arguments of the method>}
     backbone: {name: resnet50, pretrained_file: null, out_indices: null, kwargs: {}}
     data:     {path: null, ...}        # null → the demo photos shipped with objssl
     optim:    {name: lars, lr: ..., ...}
-    train:    {epochs: ..., batch_size: ..., out: ..., ...}
+    train:    {epochs: ..., batch_size: ..., out: ..., eval_every: null, ...}
+    eval:     {knn: {train: null, val: null, k: 20, ...}}   # the kNN monitor of train.eval_every
 
 Unknown keys are errors (with the list of valid ones and a close match), so a typo never silently
 falls back to a default. Method keys are checked by the method (``check_config``); every other
@@ -25,7 +26,7 @@ import yaml
 
 from objssl.errors import ConfigError
 
-__all__ = ["DEFAULTS", "load_config", "apply_overrides", "validate_config", "config_to_yaml"]
+__all__ = ["DEFAULTS", "load_config", "apply_overrides", "validate_config", "eval_section", "config_to_yaml"]
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "method": {"name": "byol"},
@@ -68,8 +69,22 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "channels_last": False,
         "tensorboard": True,
         "progress": True,
+        "eval_every": None,  # optimizer steps between kNN evals of the EMA backbone (needs eval.knn.train/val)
+    },
+    "eval": {
+        "knn": {
+            "train": None,  # ImageFolder tree of labelled train images
+            "val": None,  # ImageFolder tree of validation images (same class folders)
+            "k": 20,
+            "temperature": 0.07,
+            "image_size": 224,
+            "batch_size": 64,
+            "num_workers": 0,
+        },
     },
 }
+#: sections a config may lack (configs written before they existed); validation reads their defaults
+_OPTIONAL_SECTIONS = ("eval",)
 
 _FREE_SECTIONS = {"method"}  # keys checked against the method's signature instead
 _FREE_KEYS = {("backbone", "kwargs"), ("optim", "kwargs")}
@@ -212,11 +227,55 @@ def validate_config(cfg: dict[str, Any]) -> None:
     from objssl.backbones.timm import check_backbone_name
 
     for section in DEFAULTS:
+        if section in _OPTIONAL_SECTIONS and section not in cfg:
+            continue
         _check(isinstance(cfg.get(section), dict), section, cfg.get(section), "a mapping")
     _check(isinstance(cfg["method"].get("name"), str), "method.name", cfg["method"].get("name"), "a method name")
     _check_method_keys(cfg["method"])
     check_backbone_name(cfg["backbone"]["name"])
     _check_values(cfg)
+    _check_eval(cfg)
+
+
+def eval_section(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg["eval"]`` over its defaults (a config written before the section existed has none)."""
+    return _merge(DEFAULTS["eval"], cfg.get("eval") or {}, "eval", check=False)
+
+
+def _check_eval(cfg: dict[str, Any]) -> None:
+    """``train.eval_every`` and, when it is set, ``eval.knn.*``: the two image folders are read now,
+    so that a bad path fails before training, not at the first eval."""
+    every = cfg["train"].get("eval_every")
+    _check(every is None or (_is_int(every) and every >= 1), "train.eval_every", every, "a positive integer or null")
+    knn = eval_section(cfg)["knn"]
+    _check(_is_int(knn["k"]) and knn["k"] >= 1, "eval.knn.k", knn["k"], "a positive integer")
+    _check(_is_number(knn["temperature"]) and knn["temperature"] > 0, "eval.knn.temperature", knn["temperature"],
+           "a positive number")
+    _check(_is_int(knn["image_size"]) and knn["image_size"] >= 8, "eval.knn.image_size", knn["image_size"],
+           "an integer >= 8")
+    _check(_is_int(knn["batch_size"]) and knn["batch_size"] >= 1, "eval.knn.batch_size", knn["batch_size"],
+           "a positive integer")
+    _check(_is_int(knn["num_workers"]) and knn["num_workers"] >= 0, "eval.knn.num_workers", knn["num_workers"],
+           "a non-negative integer")
+    if every is None:
+        return
+    from objssl.errors import DataError
+    from objssl.evaluation.datasets import read_image_folder
+
+    sets = {}
+    for key in ("train", "val"):
+        path = knn[key]
+        if not isinstance(path, str) or not path:
+            raise ConfigError(f"train.eval_every={every} needs eval.knn.{key}: an ImageFolder tree of labelled images")
+        try:
+            sets[key] = read_image_folder(path)
+        except DataError as exc:
+            raise ConfigError(f"eval.knn.{key}: {exc}") from None
+    if sets["train"].classes != sets["val"].classes:
+        raise ConfigError(f"eval.knn.val: its class folders differ from eval.knn.train's ({knn['val']})")
+    if len(sets["train"]) < knn["k"]:
+        raise ConfigError(f"eval.knn.train: {knn['train']} has {len(sets['train'])} images, fewer than "
+                          f"eval.knn.k={knn['k']}")
 
 
 def config_to_yaml(cfg: dict[str, Any]) -> str:

@@ -93,7 +93,7 @@ class RunLog:
 
     def step(self, record: dict[str, Any], line: str | None = None) -> None:
         """Report one optimizer step: ``record`` (with ``step``) to metrics.jsonl, its numbers except
-        ``step``/``epoch`` to TensorBoard as ``train/<key>``, a progress-bar tick, and ``line`` (if
+        ``step``/``epoch`` to TensorBoard as ``train/<key>`` (``eval/*`` keys as they are), a progress-bar tick, and ``line`` (if
         given) to log.txt."""
         if not self.enabled:
             return
@@ -102,7 +102,8 @@ class RunLog:
         if self._writer is not None:
             for k, v in record.items():
                 if k not in ("step", "epoch") and isinstance(v, (int, float)):
-                    self._writer.add_scalar(f"train/{k}", v, record["step"])
+                    tag = k if k.startswith("eval/") else f"train/{k}"  # evals keep their own group
+                    self._writer.add_scalar(tag, v, record["step"])
         if self._bar is not None:
             self._bar.update(1)
             self._bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.3g}",

@@ -16,6 +16,9 @@ resumes, runs the step loop (:mod:`objssl.engine.loop`), reports each step
 Output folder::
 
     OUT/config.yaml  OUT/log.txt  OUT/metrics.jsonl  OUT/tb/  OUT/checkpoints/step_XXXXXXXX.pth
+
+With ``train.eval_every`` the kNN monitor (:mod:`objssl.engine.monitor`) adds ``eval/knn_top1``
+and ``eval/knn_top5`` to every N-th step's record.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from objssl import checkpoint as ckpt_io
 from objssl.config import validate_config
 from objssl.engine.build import build_parts, resolve_data
 from objssl.engine.loop import StepLoop, StepResult
+from objssl.engine.monitor import KnnMonitor, monitored_backbone
 from objssl.engine.progress import Progress
 from objssl.engine.resume import find_resume_checkpoint, load_model_state, nonfinite_tensors
 from objssl.engine.run_folder import claim_out_folder, clean_temp_files
@@ -79,6 +83,8 @@ class Trainer:
         self.steps_per_epoch, self.total_steps = p.steps_per_epoch, p.total_steps
         self.lr, self.warmup_steps = p.schedule.lr, p.schedule.warmup_steps
         self.loop = StepLoop(p, self.runtime, self.cfg)
+        # the kNN eval of train.eval_every runs on the main process only
+        self.monitor = KnnMonitor.from_config(self.cfg, self.device) if self.dist.is_main else None
 
         self.progress = Progress(total_steps=self.total_steps)
         self.resumed_from: str | None = None
@@ -194,7 +200,11 @@ class Trainer:
                     now = time.perf_counter()
                     throughput, t0 = t["batch_size"] / max(now - t0, 1e-9), now
                     last_loss = result.loss
-                    run_log.step(*self._report(result, epoch, throughput, stop_at))
+                    record, line = self._report(result, epoch, throughput, stop_at)
+                    if self.monitor is not None and self.monitor.due(prog.step):
+                        record.update(self.monitor.evaluate(monitored_backbone(self.method), prog.step))
+                        t0 = time.perf_counter()  # the eval's time is no step's
+                    run_log.step(record, line)
                     stopped = stop.requested
                     # no periodic checkpoint inside a run of skipped steps: the last one written
                     # stays the last good state from before it
