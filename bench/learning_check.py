@@ -9,7 +9,9 @@ A benchmark, not a test: it asserts nothing. Steps, each through the objssl comm
    ``SCENES/scenes.json`` exists (its own arguments then count, not ``--n``).
 2. **Proposals.** For each method that reads boxes (``Method.needs_proposals``), one cache of
    ``SCENES/images`` built with ``objssl proposals --source SOURCE`` (default selective_search);
-   a rerun resumes it. Its time is reported and is not part of any method's budget.
+   a rerun resumes it. Its time is reported and is not part of any method's budget. Selective
+   search is slow on a small CPU (0.64 scenes/s with 2 workers on a loaded 2-core machine, so about
+   50 minutes for 2000 scenes); ``--proposal-source random`` is the quick stand-in.
 3. **Pretraining at equal wall-clock budget.** Each method's demo config (``configs/<method>_demo.yaml``)
    with the backbone, image size, batch size, data (``SCENES/images``) and proposals replaced, and
    ``train.max_steps`` set far beyond reach. The budget clock of a run starts at its first record in
