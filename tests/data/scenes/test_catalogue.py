@@ -61,3 +61,16 @@ def test_a_folder_without_categories_is_a_one_line_error(tmp_path, layout):
 def test_missing_default_cutouts_name_the_package(tmp_path):
     with pytest.raises(DataError, match="apt-get install tuxpaint-stamps-default.*--objects"):
         tuxpaint_categories(str(tmp_path / "stamps"))
+
+
+def test_grey_alpha_and_transparent_palette_images_are_cutouts(tmp_path):
+    la = np.zeros((10, 10, 2), np.uint8)
+    la[2:8, 2:8] = (200, 255)
+    (tmp_path / "a").mkdir()
+    Image.fromarray(la, "LA").save(tmp_path / "a" / "grey.png")
+    pal = Image.fromarray(np.pad(np.ones((6, 6), np.uint8), 2), "P")
+    pal.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    pal.save(tmp_path / "a" / "palette.png", transparency=0)
+    cat = load_catalogue(discover_categories(str(tmp_path)), str(tmp_path), max_side=30)
+    assert not cat.skipped and [c.rgba.shape for c in cat.cutouts[0]] == [(6, 6, 4), (6, 6, 4)]
+    assert tuple(cat.cutouts[0][1].rgba[0, 0]) == (255, 0, 0, 255)
