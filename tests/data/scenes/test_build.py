@@ -163,3 +163,13 @@ def test_bad_inputs_are_one_line_errors_from_the_cli(case, tmp_path, capsys):
     assert code == 2 and "\n" not in err and err.startswith("objssl data: error:")
     assert (str(objects) in err) if case != "bad_counts" else ("--max-objects" in err)
     assert not out.exists()
+
+
+def test_the_cli_builds_a_benchmark_and_prints_its_summary(cutout_root, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["data", "scenes", "--out", str(out), "--objects", str(cutout_root), "--n", "4",
+                 "--size", "48", "--seed", "3", "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "4 scenes, 3 categories" in printed and "no alpha channel 1" in printed
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["arguments"]["seed"] == 3 and len(list((out / "images").iterdir())) == 4
