@@ -22,6 +22,7 @@ All draws use torch's global RNG, seeded per sample by the dataset.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -67,6 +68,7 @@ class RoIPairViews:
     Args:
         image_size: side of the whole-image views (224).
         patch_size: side of the RoI patches (96).
+        augmentations: view 1's and view 2's (BYOL_VIEWS); their size is replaced by the two sides above.
 
     Call arguments: ``image`` and ``neighbour`` RGB PIL images (``neighbour`` None: none could be read);
     ``boxes`` ``[M, 4]`` xyxy original pixels of ``image`` (M may be 0); ``pairs`` ``(query [P, 4],
@@ -76,12 +78,15 @@ class RoIPairViews:
     "roi_events": long[len(ROI_EVENTS)]}``.
     """
 
-    def __init__(self, *, image_size: int = 224, patch_size: int = 96) -> None:
+    def __init__(self, *, image_size: int = 224, patch_size: int = 96,
+                 augmentations: Sequence[ViewAugmentation] = BYOL_VIEWS) -> None:
         if patch_size < 8:
             raise ValueError(f"RoIPairViews: patch_size must be >= 8, got {patch_size}")
+        if len(augmentations) != 2:
+            raise ValueError(f"RoIPairViews: two view augmentations are needed, got {len(augmentations)}")
         self.image_size, self.patch_size = image_size, patch_size
-        self.image_views = MultiViewTransform.from_augmentations([replace(a, size=image_size) for a in BYOL_VIEWS])
-        self.patch_views = [patch_transform(replace(a, size=patch_size)) for a in BYOL_VIEWS]
+        self.image_views = MultiViewTransform.from_augmentations([replace(a, size=image_size) for a in augmentations])
+        self.patch_views = [patch_transform(replace(a, size=patch_size)) for a in augmentations]
 
     def _patches(self, first: tuple[Image.Image, Tensor], second: tuple[Image.Image, Tensor]) -> Tensor:
         return torch.stack([t(crop_patch(img, box, self.patch_size))
