@@ -55,7 +55,7 @@ def crop_patch(image: Image.Image, box: Tensor, size: int) -> Image.Image:
 def _clip(boxes: Any, width: int, height: int) -> Tensor:
     """Boxes as int64 xyxy inside the image, at least one pixel wide and high (a store built from other
     files than the ones read now cannot give a crop outside the image)."""
-    b = torch.as_tensor(np.asarray(boxes), dtype=torch.int64).reshape(-1, 4)
+    b = torch.from_numpy(np.array(boxes, dtype=np.int64).reshape(-1, 4))
     x1, y1 = b[:, 0].clamp(0, width - 1), b[:, 1].clamp(0, height - 1)
     x2 = torch.maximum(b[:, 2].clamp(max=width), x1 + 1)
     y2 = torch.maximum(b[:, 3].clamp(max=height), y1 + 1)
