@@ -45,7 +45,7 @@ def patch_transform(aug: ViewAugmentation) -> v2.Transform:
     return v2.Compose([v2.ToImage(), v2.RandomHorizontalFlip(p=aug.hflip_p), photometric_transform(aug)])
 
 
-def crop_patch(image: Image.Image, box: Tensor, size: int) -> Image.Image:
+def crop_patch(image: Image.Image, box: Sequence[int] | Tensor, size: int) -> Image.Image:
     """``box`` (xyxy, whole pixels) cut from ``image`` and resized to ``size × size``, bilinear."""
     x1, y1, x2, y2 = (int(v) for v in box)
     return TF.resized_crop(image, y1, x1, y2 - y1, x2 - x1, [size, size], interpolation=InterpolationMode.BILINEAR,

@@ -24,7 +24,7 @@ def _plain_dataset(store, paths):
 
 
 def _patch(dataset, image, box):
-    return dataset.transform.patch_views[0](crop_patch(image, torch.as_tensor(box), PATCH))
+    return dataset.transform.patch_views[0](crop_patch(image, box, PATCH))
 
 
 def _which(patch, candidates):
