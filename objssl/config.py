@@ -36,6 +36,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "num_workers": 2,
         "min_side": 32,  # images with a shorter side are skipped (counted, logged)
         "proposals": None,  # proposal cache, for object-level methods
+        "correspondence": None,  # ORL's stage-2 folder (OUT/stage2), for the orl method
     },
     "optim": {
         "name": "lars",  # any timm.optim name: lars, sgd, adamw, ...
@@ -200,7 +201,7 @@ def _check_values(cfg: dict[str, Any]) -> None:
     _check(isinstance(o["exclude_1d"], bool), "optim.exclude_1d", o["exclude_1d"], "true or false")
     _check(isinstance(o["kwargs"], dict), "optim.kwargs", o["kwargs"], "a mapping")
 
-    for key in ("path", "image_root", "proposals"):
+    for key in ("path", "image_root", "proposals", "correspondence"):
         _check(d[key] is None or isinstance(d[key], str), f"data.{key}", d[key], "a path or null")
     _check(_is_int(d["num_workers"]) and d["num_workers"] >= 0, "data.num_workers", d["num_workers"],
            "a non-negative integer")
