@@ -1,0 +1,24 @@
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone():
+    """A seeded 0.3M-parameter timm ResNet (eval mode): real features of real photos, fast on a CPU."""
+    from objssl.backbones import create_backbone
+
+    torch.manual_seed(0)
+    return create_backbone("test_resnet").eval()
+
+
+@pytest.fixture(scope="module")
+def demo_paths():
+    from objssl.data import demo_images
+
+    return demo_images()
+
+
+def grid_boxes(w, h, g):
+    xs, ys = np.linspace(0, w, g + 1), np.linspace(0, h, g + 1)
+    return np.array([[xs[i], ys[j], xs[i + 1], ys[j + 1]] for j in range(g) for i in range(g)], dtype=np.float32)
