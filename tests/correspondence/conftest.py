@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 import torch
 
@@ -17,8 +16,3 @@ def demo_paths():
     from objssl.data import demo_images
 
     return demo_images()
-
-
-def grid_boxes(w, h, g):
-    xs, ys = np.linspace(0, w, g + 1), np.linspace(0, h, g + 1)
-    return np.array([[xs[i], ys[j], xs[i + 1], ys[j + 1]] for j in range(g) for i in range(g)], dtype=np.float32)

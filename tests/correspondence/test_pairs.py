@@ -6,7 +6,11 @@ from objssl.correspondence.crops import image_tensor
 from objssl.correspondence.embed import embed_boxes
 from objssl.correspondence.pairs import pair_count, top_pairs, top_pairs_batched
 from objssl.images.decode import load_rgb
-from tests.correspondence.conftest import grid_boxes
+
+
+def grid_boxes(w, h, g):
+    xs, ys = np.linspace(0, w, g + 1), np.linspace(0, h, g + 1)
+    return np.array([[xs[i], ys[j], xs[i + 1], ys[j + 1]] for j in range(g) for i in range(g)], dtype=np.float32)
 
 
 def real_embeddings(backbone, paths, grids):
