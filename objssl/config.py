@@ -25,7 +25,7 @@ import yaml
 
 from objssl.errors import ConfigError
 
-__all__ = ["DEFAULTS", "load_config", "apply_overrides", "validate_config", "config_to_yaml"]
+__all__ = ["DEFAULTS", "load_config", "config_from_dict", "apply_overrides", "validate_config", "config_to_yaml"]
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "method": {"name": "byol"},
@@ -116,6 +116,17 @@ def load_config(path: str | os.PathLike | None = None) -> dict[str, Any]:
         return _merge(DEFAULTS, data, "", check=True)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> dict[str, Any]:
+    """Defaults overlaid with ``data`` (sections as nested dicts, e.g. one stage of a pipeline
+    config); unknown keys are errors starting with ``where``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping of sections, got {type(data).__name__}")
+    try:
+        return _merge(DEFAULTS, data, "", check=True)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -133,7 +133,8 @@ def write_knn(folder: str, images: Sequence[str], neighbours: np.ndarray, scores
 
 
 def write_box_shard(folder: str, s: int, start: int, boxes: Sequence[np.ndarray],
-                    embeddings: np.ndarray | None, **counts: Any) -> None:
+                    embeddings: np.ndarray | None, *, counts: dict[str, Any] | None = None,
+                    settings: dict[str, Any] | None = None) -> None:
     """Write box shard ``s`` (images ``start .. start+len(boxes)-1``) into ``folder/correspondence``.
 
     ``boxes[j]``: image ``start+j``'s kept boxes, ``[M_j, 4]`` xyxy pixels; ``embeddings``:
@@ -159,12 +160,14 @@ def write_box_shard(folder: str, s: int, start: int, boxes: Sequence[np.ndarray]
         emb_sha[name] = save_npy(os.path.join(corr, name), np.asarray(embeddings, dtype=np.float16))
     write_checked_json(os.path.join(corr, f"{shard_stem('boxes', s)}.json"), {
         "format": CORR_FORMAT, "kind": "boxes", "shard": s, "start": int(start),
-        "end": int(start + len(boxes)), "files": sha, "embeddings": emb_sha, "counts": counts,
+        "end": int(start + len(boxes)), "files": sha, "embeddings": emb_sha, "counts": counts or {},
+        "settings": settings or {},
     })
 
 
 def write_pair_shard(folder: str, s: int, start: int, k: int,
-                     pairs: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]], **counts: Any) -> None:
+                     pairs: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]], *,
+                     counts: dict[str, Any] | None = None, settings: dict[str, Any] | None = None) -> None:
     """Write pair shard ``s``: ``pairs[j][slot] = (index pairs int [P, 2], scores float [P])`` for
     image ``start+j`` and its neighbour ``slot``; the manifest is written last."""
     corr = os.path.join(folder, "correspondence")
@@ -189,7 +192,8 @@ def write_pair_shard(folder: str, s: int, start: int, k: int,
     }
     write_checked_json(os.path.join(corr, f"{shard_stem('pairs', s)}.json"), {
         "format": CORR_FORMAT, "kind": "pairs", "shard": s, "start": int(start),
-        "end": int(start + len(pairs)), "k": int(k), "files": sha, "counts": counts,
+        "end": int(start + len(pairs)), "k": int(k), "files": sha, "counts": counts or {},
+        "settings": settings or {},
     })
 
 
