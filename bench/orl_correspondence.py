@@ -103,6 +103,50 @@ def batched(backbone, paths, boxes, nbrs, size, ratio, device, amp, batch=64, ch
     return out
 
 
+@torch.no_grad()
+def crop_agreement(backbone, paths, boxes, size):
+    """Cosine between the embeddings of ORL's crop-then-resize and objssl's roi_align crops."""
+    from objssl.correspondence.crops import roi_crops
+
+    cos, others, pixels = [], [], []
+    for p, b in zip(paths, boxes):
+        img = load_rgb(p)
+        crops_orl, crops_ours = pil_crops(img, b, size), roi_crops(image_tensor(img), torch.from_numpy(b), size)
+        pixels.append((crops_orl - crops_ours).abs().mean((1, 2, 3)))
+        a = F.normalize(backbone.forward_pooled(crops_orl), dim=1)
+        r = F.normalize(backbone.forward_pooled(crops_ours), dim=1)
+        cos.append((a * r).sum(1))
+        sim = a @ a.T  # the scale: how alike two different boxes of the image look to this backbone
+        others.append(sim[~torch.eye(len(a), dtype=torch.bool)])
+    return torch.cat(cos), torch.cat(others), torch.cat(pixels)
+
+
+def storage_bytes(n=50, boxes=100, k=10, pairs=10, seed=0):
+    """Bytes per image of a COCO-like stage-2 result (640x480, 100 boxes, k x 10 pairs): objssl's
+    shards (boxes, pairs, scores, offsets; manifests excluded) against ORL's correspondence JSON."""
+    import json
+
+    from objssl.correspondence import format as fmt
+
+    rng = np.random.default_rng(seed)
+    xy = rng.integers(0, 400, (n, boxes, 2))
+    wh = rng.integers(96, 240, (n, boxes, 2))
+    b = np.concatenate([xy, xy + wh], 2).astype(np.float32)
+    pi = [[(rng.integers(0, boxes, (pairs, 2)), rng.random(pairs).astype(np.float32)) for _ in range(k)]
+          for _ in range(n)]
+    nb = rng.integers(0, n, (n, k))
+    with tempfile.TemporaryDirectory() as d:
+        fmt.write_box_shard(d, 0, 0, list(b), None)
+        fmt.write_pair_shard(d, 0, 0, k, pi)
+        corr = os.path.join(d, "correspondence")
+        ours = sum(os.path.getsize(os.path.join(corr, f)) for f in os.listdir(corr) if f.endswith(".npy"))
+    xywh = lambda v: [int(v[0]), int(v[1]), int(v[2] - v[0]), int(v[3] - v[1])]  # noqa: E731
+    orl = {"bbox": [[xywh(v) for v in b[i]] for i in range(n)], "knn_image_id": nb.tolist(),
+           "knn_bbox_pair": [[[xywh(b[i][q]) + xywh(b[nb[i][s]][t]) for q, t in pi[i][s][0]] for s in range(k)]
+                             for i in range(n)]}
+    return ours / n, len(json.dumps(orl)) / n
+
+
 def timed(fn, *args):
     if args[-2].type == "cuda":
         torch.cuda.synchronize()
@@ -133,6 +177,13 @@ def main() -> None:
               f"boxes/image={np.mean([len(b) for b in boxes]):.1f} torch={torch.__version__} "
               f"threads={torch.get_num_threads()}")
         runs = [("cpu", None)] + ([("cuda", torch.bfloat16)] if torch.cuda.is_available() else [])
+        cos, others, pixels = crop_agreement(backbone, paths, boxes, args.size)
+        print(f"crop-then-resize vs roi_align, same boxes, {len(cos)} boxes: embedding cosine mean "
+              f"{cos.mean():.4f} min {cos.min():.4f} (two different boxes of one image: mean {others.mean():.4f}); "
+              f"mean |pixel difference| {pixels.mean():.4f} (normalised units)")
+        ours, orl = storage_bytes()
+        print(f"storage per image (100 boxes, 10 x 10 pairs): objssl shards {ours:.0f} B, ORL JSON {orl:.0f} B "
+              f"({orl / ours:.1f}x)")
         for dev, amp in runs:
             device = torch.device(dev)
             net = backbone.to(device)
