@@ -22,7 +22,7 @@ from objssl.distributed import init_distributed
 from objssl.engine.build import resolve_data
 from objssl.errors import ConfigError, UserError
 from objssl.fileio import atomic_write, checked_json_ok, sha256_file, write_checked_json
-from objssl.pipelines.orl_stage2 import run_stage2, stage2_finished
+from objssl.pipelines.orl_stage2 import check_build, run_stage2, stage2_finished
 
 __all__ = ["run_orl", "stage_folders", "STAGE_DONE"]
 
@@ -62,14 +62,16 @@ def _train(cfg: dict[str, Any], folder: str, resume: bool) -> dict[str, Any] | N
     summary = trainer.fit()
     if summary["stopped"]:
         return None
-    path = trainer.last_checkpoint
     if trainer.dist.is_main:
-        write_checked_json(os.path.join(folder, STAGE_DONE), {
-            "checkpoint": path, "sha256": sha256_file(path), "step": summary["step"], "loss": summary["loss"],
-            "images_skipped": summary["images_skipped"],
-        })
-    return {"checkpoint": path, "step": summary["step"], "loss": summary["loss"],
-            "images_skipped": summary["images_skipped"]}
+        path = trainer.last_checkpoint
+        done = {"checkpoint": path, "sha256": sha256_file(path), "step": summary["step"], "loss": summary["loss"],
+                "images_skipped": summary["images_skipped"]}
+        write_checked_json(os.path.join(folder, STAGE_DONE), done)
+    if trainer.dist.is_distributed:
+        import torch.distributed as dist
+
+        dist.barrier()  # the other ranks read rank 0's record (only it writes checkpoints)
+    return done if trainer.dist.is_main else _read_done(folder)
 
 
 def _check_backbones(cfg: dict[str, Any], checkpoint: str, stages: Sequence[int]) -> None:
@@ -122,6 +124,8 @@ def run_orl(cfg: dict[str, Any], out: str, *, stages: Sequence[int] = (1, 2, 3),
         raise UserError(f"stage 1 is not finished in {folders[1]}: run `objssl orl` with --stages 1 first")
     _check_backbones(cfg, done1["checkpoint"], stages)
 
+    if stage2_finished(folders[2]):
+        check_build(folders[2], cfg["stage2"], done1["sha256"])
     if 2 in stages:
         if stage2_finished(folders[2]):
             log.info("ORL stage 2: finished earlier (%s)", folders[2])

@@ -44,7 +44,7 @@ STAGE2_DEFAULTS: dict[str, Any] = {
     "feature_batch_size": 64,
     "embed_batch_size": 64,
     "pair_batch_images": 16,
-    "shard_size": 1000,  # images per correspondence shard (the unit of resumption)
+    "shard_size": 250,  # images per correspondence shard (the unit of resumption)
     "keep_embeddings": False,  # the RoI embeddings (~400 kB per image at R50) are removed when done
     "device": "auto",  # auto | cpu | cuda
     "precision": "auto",  # auto: bf16 autocast on a GPU, fp32 on the CPU | fp32 | bf16

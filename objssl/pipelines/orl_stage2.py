@@ -33,7 +33,7 @@ from objssl.errors import ConfigError, UserError
 from objssl.fileio import checked_json_ok, sha256_file, write_checked_json
 from objssl.proposals.cache_format import keys_sha256
 
-__all__ = ["projector_encoder", "run_stage2", "stage2_finished"]
+__all__ = ["projector_encoder", "run_stage2", "stage2_finished", "check_build"]
 
 log = logging.getLogger("objssl.orl")
 
@@ -82,7 +82,12 @@ def _identity(s2: dict[str, Any], checkpoint_sha: str) -> dict[str, Any]:
     return {"checkpoint_sha256": checkpoint_sha, "settings": ident}
 
 
-def _check_build(folder: str, ident: dict[str, Any]) -> None:
+def check_build(folder: str, s2: dict[str, Any], checkpoint_sha: str) -> None:
+    """ConfigError when ``folder`` was built from another stage-1 checkpoint or other stage-2 settings."""
+    _check_build(folder, _identity(s2, checkpoint_sha), write=False)
+
+
+def _check_build(folder: str, ident: dict[str, Any], *, write: bool = True) -> None:
     path = os.path.join(folder, "build.json")
     if os.path.isfile(path):
         import json
@@ -97,7 +102,8 @@ def _check_build(folder: str, ident: dict[str, Any]) -> None:
                         k for k in set(body["settings"]) | set(ident["settings"])
                         if body["settings"].get(k) != ident["settings"].get(k))) + ")"
                 raise ConfigError(f"{folder} was built from {what}; use another --out or delete {folder}")
-    write_checked_json(path, ident)
+    if write:
+        write_checked_json(path, ident)
 
 
 def _barrier() -> None:
