@@ -108,6 +108,16 @@ def test_stage_inputs_are_checked(tmp_path):
         run_orl(load_orl_config(DEMO, TINY), out, stages=(1, 3), resume=True)
 
 
+def test_command_errors_are_one_line(tmp_path, capsys):
+    from objssl.cli import main
+
+    assert main(["orl", "--config", DEMO, "--out", str(tmp_path / "o"), "--stages", "1,3", *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "must be consecutive" in err and len(err.splitlines()) == 1
+    assert main(["orl", "--config", DEMO, "--out", str(tmp_path / "o"), "train.max_steps=1"]) == 2
+    assert "start it with the stage" in capsys.readouterr().err
+
+
 def test_config_errors_are_one_line():
     with pytest.raises(ConfigError, match="start it with the stage"):
         load_orl_config(DEMO, ["train.max_steps=3"])
