@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from objssl.correspondence.format import StageTwoError, check_files, read_manifest, save_npy
+from objssl.correspondence.prefetch import prefetch
 from objssl.fileio import atomic_write, sha256_file, write_checked_json
 from objssl.images.decode import BadImageError, load_rgb
 
@@ -42,9 +43,10 @@ def retrieval_transform(resize: int = 256, crop: int = 224) -> v2.Compose:
 @torch.no_grad()
 def extract_features(
     encode: Callable[[torch.Tensor], torch.Tensor], paths: Sequence[str], *, batch_size: int = 64,
-    device: str | torch.device = "cpu", resize: int = 256, crop: int = 224,
+    device: str | torch.device = "cpu", resize: int = 256, crop: int = 224, decode_workers: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(features float32 [N, D] L2-normalised (zeros for skipped images), readable bool [N])``."""
+    """``(features float32 [N, D] L2-normalised (zeros for skipped images), readable bool [N])``;
+    ``decode_workers`` threads decode and transform images ahead."""
     transform = retrieval_transform(resize, crop)
     ok = np.zeros(len(paths), dtype=bool)
     batch: list[torch.Tensor] = []
@@ -59,12 +61,17 @@ def extract_features(
             batch.clear()
             where.clear()
 
-    for i, path in enumerate(paths):
+    def load(path: str) -> torch.Tensor | None:
         try:
-            batch.append(transform(load_rgb(path)))
+            return transform(load_rgb(path))
         except BadImageError as exc:
             log.warning("stage 2a: skipped %s", exc)
+            return None
+
+    for i, x in enumerate(prefetch(load, paths, decode_workers)):
+        if x is None:
             continue
+        batch.append(x)
         ok[i] = True
         where.append(i)
         if len(batch) == batch_size:

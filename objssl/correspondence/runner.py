@@ -29,6 +29,7 @@ from objssl.correspondence import format as fmt
 from objssl.correspondence.crops import image_tensor
 from objssl.correspondence.embed import embed_boxes
 from objssl.correspondence.pairs import top_pairs_batched
+from objssl.correspondence.prefetch import prefetch
 from objssl.images.decode import BadImageError, load_rgb
 from objssl.proposals.cache_format import FLAG_EMPTY, FLAG_UNREADABLE
 from objssl.proposals.filters import aspect_range, filter_preset, min_size
@@ -50,11 +51,12 @@ class CorrespondenceSettings:
     embed_batch_size: int = 64
     pair_batch_images: int = 16
     keep_embeddings: bool = False
+    decode_workers: int = 4
 
     def identity(self) -> dict[str, Any]:
         """The settings a finished shard must have been written with to be reused."""
         d = asdict(self)
-        for k in ("embed_batch_size", "pair_batch_images", "keep_embeddings"):
+        for k in ("embed_batch_size", "pair_batch_images", "keep_embeddings", "decode_workers"):
             d.pop(k)  # they change nothing in the files
         return d
 
@@ -105,16 +107,17 @@ def _box_shard(folder: str, s: int, rng: tuple[int, int], images: Sequence[str],
     counts = {"images": rng[1] - rng[0], "unreadable": 0, "no_proposals": 0, "fallback_first_box": 0}
     kept: list[np.ndarray] = []
 
+    def decode(i: int) -> tuple[int, int, Any]:
+        pi = proposals.index_of(images[i])
+        flags = proposals.flags(pi)
+        try:
+            return pi, flags, (None if flags & FLAG_UNREADABLE else load_rgb(images[i]))
+        except BadImageError as exc:
+            log.warning("stage 2c: skipped %s", exc)
+            return pi, flags, None
+
     def items():
-        for i in range(*rng):
-            path = images[i]
-            pi = proposals.index_of(path)
-            flags = proposals.flags(pi)
-            try:
-                img = None if flags & FLAG_UNREADABLE else load_rgb(path)
-            except BadImageError as exc:
-                log.warning("stage 2c: skipped %s", exc)
-                img = None
+        for pi, flags, img in prefetch(decode, range(*rng), settings.decode_workers):
             if img is None:
                 counts["unreadable"] += 1
                 boxes = torch.zeros(0, 4)

@@ -44,6 +44,7 @@ STAGE2_DEFAULTS: dict[str, Any] = {
     "feature_batch_size": 64,
     "embed_batch_size": 64,
     "pair_batch_images": 16,
+    "decode_workers": 4,  # threads decoding images ahead of the RoI embedding (2c)
     "shard_size": 250,  # images per correspondence shard (the unit of resumption)
     "keep_embeddings": False,  # the RoI embeddings (~400 kB per image at R50) are removed when done
     "device": "auto",  # auto | cpu | cuda
@@ -109,7 +110,7 @@ def load_orl_config(path: str | None, overrides: list[str] = (), *, data: str | 
             nested = {k: nested}
         s2 = _merge_stage2(s2, nested, "stage2")
     for key in ("knn_k", "feature_resize", "feature_crop", "crop_size", "shard_size", "embed_batch_size",
-                "feature_batch_size", "pair_batch_images"):
+                "feature_batch_size", "pair_batch_images", "decode_workers"):
         if not isinstance(s2[key], int) or isinstance(s2[key], bool) or s2[key] < 1:
             raise ConfigError(f"stage2.{key}={s2[key]!r}: must be a positive integer")
     if not (isinstance(s2["pair_ratio"], (int, float)) and 0 < s2["pair_ratio"] <= 1):

@@ -61,6 +61,7 @@ def _settings(s2: dict[str, Any]) -> CorrespondenceSettings:
         box_filter=s2["box_filter"], pair_ratio=float(s2["pair_ratio"]), crop_size=s2["crop_size"],
         shard_size=s2["shard_size"], embed_batch_size=s2["embed_batch_size"],
         pair_batch_images=s2["pair_batch_images"], keep_embeddings=bool(s2["keep_embeddings"]),
+        decode_workers=s2["decode_workers"],
     )
 
 
@@ -77,7 +78,7 @@ def _device(s2: dict[str, Any]) -> tuple[torch.device, torch.dtype | None]:
 
 def _identity(s2: dict[str, Any], checkpoint_sha: str) -> dict[str, Any]:
     ident = {k: v for k, v in s2.items() if k not in ("device", "feature_batch_size", "embed_batch_size",
-                                                      "pair_batch_images", "keep_embeddings")}
+                                                      "pair_batch_images", "keep_embeddings", "decode_workers")}
     ident["proposals"] = {k: v for k, v in s2["proposals"].items() if k != "workers"}
     return {"checkpoint_sha256": checkpoint_sha, "settings": ident}
 
@@ -138,7 +139,8 @@ def run_stage2(folder: str, checkpoint: str, paths: list[str], s2: dict[str, Any
             encode = projector_encoder(method)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 feats, readable = extract_features(encode, paths, batch_size=s2["feature_batch_size"], device=device,
-                                                   resize=s2["feature_resize"], crop=s2["feature_crop"])
+                                                   resize=s2["feature_resize"], crop=s2["feature_crop"],
+                                                   decode_workers=s2["decode_workers"])
             write_features(feat_dir, paths, feats, readable, checkpoint_sha256=ckpt_sha)
             log.info("stage 2a: features of %d images (%d skipped: not decodable)", len(paths), int((~readable).sum()))
         else:
