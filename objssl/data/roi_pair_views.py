@@ -55,7 +55,10 @@ def crop_patch(image: Image.Image, box: Sequence[int] | Tensor, size: int) -> Im
 def _clip(boxes: Any, width: int, height: int) -> Tensor:
     """Boxes as int64 xyxy inside the image, at least one pixel wide and high (a store built from other
     files than the ones read now cannot give a crop outside the image)."""
-    b = torch.from_numpy(np.array(boxes, dtype=np.int64).reshape(-1, 4))
+    if isinstance(boxes, Tensor):
+        b = boxes.detach().cpu().round().to(torch.int64).reshape(-1, 4)
+    else:  # a copy: the store's arrays are read-only memory maps
+        b = torch.from_numpy(np.array(boxes, dtype=np.int64).reshape(-1, 4))
     x1, y1 = b[:, 0].clamp(0, width - 1), b[:, 1].clamp(0, height - 1)
     x2 = torch.maximum(b[:, 2].clamp(max=width), x1 + 1)
     y2 = torch.maximum(b[:, 3].clamp(max=height), y1 + 1)

@@ -119,6 +119,9 @@ def test_a_bad_neighbour_is_a_counted_skip_replaced_by_the_next(tmp_path, write_
     assert lonely["skipped"] == 2 and lonely["neighbour"] == -1
     assert dict(zip(ROI_EVENTS, lonely["roi_events"].tolist()))["no_neighbour"] == 1
     assert torch.equal(lonely["roi_inter"], lonely["roi_intra"])
+    # a bad training image is replaced by the next one, as in ImageDataset, with that image's boxes and pairs
+    replaced = _plain_dataset(CorrespondenceStore.open(folder), [str(bad), paths[0]])[(0, 0)]
+    assert replaced["index"] == 1 and replaced["skipped"] >= 1 and replaced["neighbour"] == 1
 
 
 def test_an_image_missing_from_the_store_is_a_key_error(demo_correspondence, tmp_path):
