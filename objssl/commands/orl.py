@@ -42,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_orl_config(args.config, args.overrides, data=args.data)
     out = args.out or "runs/orl"
     result = run_orl(cfg, out, stages=_stages(args.stages), resume=args.resume)
+    from objssl.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun the summary is rank 0's
+        return EXIT_STOPPED if result["stopped"] else 0
     if result["stopped"]:
         print(f"stopped in stage {result['stopped_in']}; continue with --resume (output in {out})", flush=True)
         return EXIT_STOPPED

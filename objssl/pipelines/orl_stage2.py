@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +31,7 @@ from objssl.correspondence.features import extract_features, read_features, writ
 from objssl.correspondence.knn import knn_search
 from objssl.correspondence.runner import CorrespondenceSettings, correspondence_finished, run_correspondence
 from objssl.errors import ConfigError, UserError
-from objssl.fileio import checked_json_ok, sha256_file, write_checked_json
+from objssl.fileio import atomic_write, checked_json_ok, sha256_file, write_checked_json
 from objssl.proposals.cache_format import keys_sha256
 
 __all__ = ["projector_encoder", "run_stage2", "stage2_finished", "check_build"]
@@ -112,6 +113,16 @@ def _barrier() -> None:
         dist.barrier()
 
 
+READY = ".inputs_ready"  # written by rank 0 once features, kNN and proposals are done
+
+
+def _wait_for_inputs(folder: str, poll_s: float = 5.0) -> None:
+    """The other ranks wait for rank 0's 2a/2b/proposals by polling a file, not in a collective:
+    those steps can take hours (selective search), longer than a process group's timeout."""
+    while not os.path.exists(os.path.join(folder, READY)):
+        time.sleep(poll_s)
+
+
 def run_stage2(folder: str, checkpoint: str, paths: list[str], s2: dict[str, Any], *,
                rank: int = 0, world: int = 1, on_shard: Callable[[str, int], None] | None = None) -> dict[str, Any]:
     """Build (or finish) ``folder`` from the stage-1 ``checkpoint`` over ``paths``; returns counts."""
@@ -125,6 +136,9 @@ def run_stage2(folder: str, checkpoint: str, paths: list[str], s2: dict[str, Any
     ckpt_sha = sha256_file(checkpoint)
     if rank == 0:
         _check_build(folder, _identity(s2, ckpt_sha))
+        if os.path.exists(os.path.join(folder, READY)):
+            os.unlink(os.path.join(folder, READY))
+    _barrier()  # no rank looks for READY before rank 0 removed an old one
     method = method_from_checkpoint(ckpt_io.load_checkpoint(checkpoint)).to(device).eval()
     summary: dict[str, Any] = {}
     feat_dir, knn_dir = os.path.join(folder, "features"), os.path.join(folder, "knn")
@@ -168,6 +182,9 @@ def run_stage2(folder: str, checkpoint: str, paths: list[str], s2: dict[str, Any
         source = create_source(p["source"], **(p.get("params") or {}))
         build_cache(source, images, os.path.join(folder, "proposals"), workers=p["workers"], max_side=p["max_side"],
                     shard_size=p["shard_size"], fallback="none", progress=False, imports=p.get("imports") or ())
+        atomic_write(os.path.join(folder, READY), lambda f: f.write("ready\n"), mode="w")
+    else:
+        _wait_for_inputs(folder)
     _barrier()
     with open(os.path.join(knn_dir, "images.txt"), encoding="utf-8") as f:
         images = f.read().splitlines()
