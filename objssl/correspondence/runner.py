@@ -150,7 +150,9 @@ def run_boxes(folder: str, images: Sequence[str], proposals: Any, encode: Callab
         if _box_shard_reusable(folder, s, ranges[s], settings):
             stats["reused"] += 1
             continue
-        if _leftovers(folder, "boxes", s):
+        if _box_shard_reusable(folder, s, ranges[s], settings, embeddings=False):
+            log.info("stage 2c: shard %d: recomputing its embeddings (removed when stage 2 finished)", s)
+        elif _leftovers(folder, "boxes", s):
             log.warning("stage 2c: %s is corrupt or incomplete; recomputing it",
                         os.path.join(folder, "correspondence", fmt.shard_stem("boxes", s)))
             stats["redone"] += 1

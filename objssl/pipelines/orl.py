@@ -127,7 +127,7 @@ def run_orl(cfg: dict[str, Any], out: str, *, stages: Sequence[int] = (1, 2, 3),
     if stage2_finished(folders[2]):
         check_build(folders[2], cfg["stage2"], done1["sha256"])
     if 2 in stages:
-        if stage2_finished(folders[2]):
+        if stage2_finished(folders[2], verify=True):
             log.info("ORL stage 2: finished earlier (%s)", folders[2])
             result["stage2"] = {"reused": True}
         else:

@@ -53,8 +53,20 @@ def projector_encoder(method: torch.nn.Module) -> Callable[[torch.Tensor], torch
     return lambda x: projector(backbone.forward_pooled(x))
 
 
-def stage2_finished(folder: str) -> bool:
-    return correspondence_finished(folder)
+def stage2_finished(folder: str, *, verify: bool = False) -> bool:
+    """Whether ``folder`` is a finished stage 2; with ``verify`` every file's checksum is checked
+    too and a mismatch is logged, naming the file (the folder is then unfinished)."""
+    if not correspondence_finished(folder):
+        return False
+    if verify:
+        from objssl.correspondence.store import CorrespondenceStore
+
+        try:
+            CorrespondenceStore.open(folder)
+        except fmt.StageTwoError as exc:
+            log.warning("stage 2: %s", exc)
+            return False
+    return True
 
 
 def _settings(s2: dict[str, Any]) -> CorrespondenceSettings:

@@ -89,6 +89,14 @@ def test_sigkill_in_stage2_then_resume_keeps_finished_shards_and_counts_bad_imag
     # a finished stage 2 is not touched again
     again = run_orl(load_orl_config(DEMO, TINY, data=data), out, stages=(2,), resume=True)
     assert again["stage2"] == {"reused": True} and shard_files(out) == after
+    # a shard corrupted after the end is named and redone on the next run
+    pairs = os.path.join(out, "stage2", "correspondence", "pairs-00001.npy")
+    with open(pairs, "r+b") as f:
+        f.seek(-1, 2)
+        f.write(b"\x7f")
+    redo = run_orl(load_orl_config(DEMO, TINY, data=data), out, stages=(2,), resume=True)
+    assert redo["stage2"]["pairs_shards"]["redone"] == 1
+    CorrespondenceStore.open(os.path.join(out, "stage2"))
     # ... nor reused for other settings
     with pytest.raises(ConfigError, match=r"was built from other stage2 settings \(knn_k\)"):
         run_orl(load_orl_config(DEMO, [*TINY, "stage2.knn_k=2"], data=data), out, stages=(2, 3), resume=True)
