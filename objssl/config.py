@@ -26,7 +26,8 @@ import yaml
 
 from objssl.errors import ConfigError
 
-__all__ = ["DEFAULTS", "load_config", "apply_overrides", "validate_config", "eval_section", "config_to_yaml"]
+__all__ = ["DEFAULTS", "load_config", "config_from_dict", "apply_overrides", "validate_config", "eval_section",
+           "config_to_yaml"]
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "method": {"name": "byol"},
@@ -40,6 +41,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # auto | cpu | cuda: device of the batched JPEG decode (objssl.images.batch_decode) for views
         # made on the device; views made in loader workers decode with Pillow there whatever this says
         "decode": "auto",
+        "correspondence": None,  # ORL's stage-2 folder (OUT/stage2), for the orl method
     },
     "optim": {
         "name": "lars",  # any timm.optim name: lars, sgd, adamw, ...
@@ -135,6 +137,17 @@ def load_config(path: str | os.PathLike | None = None) -> dict[str, Any]:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def config_from_dict(data: dict[str, Any], where: str = "config") -> dict[str, Any]:
+    """Defaults overlaid with ``data`` (sections as nested dicts, e.g. one stage of a pipeline
+    config); unknown keys are errors starting with ``where``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping of sections, got {type(data).__name__}")
+    try:
+        return _merge(DEFAULTS, data, "", check=True)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
 def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``section.key=value`` strings (values parsed as YAML: ``1e-4``, ``[1, 2]``, ``null``)."""
     for item in overrides:
@@ -207,7 +220,7 @@ def _check_values(cfg: dict[str, Any]) -> None:
     _check(isinstance(o["exclude_1d"], bool), "optim.exclude_1d", o["exclude_1d"], "true or false")
     _check(isinstance(o["kwargs"], dict), "optim.kwargs", o["kwargs"], "a mapping")
 
-    for key in ("path", "image_root", "proposals"):
+    for key in ("path", "image_root", "proposals", "correspondence"):
         _check(d[key] is None or isinstance(d[key], str), f"data.{key}", d[key], "a path or null")
     _check(_is_int(d["num_workers"]) and d["num_workers"] >= 0, "data.num_workers", d["num_workers"],
            "a non-negative integer")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from typing import IO, Any
 
-__all__ = ["atomic_write", "TEMP_PREFIX", "current_umask", "remove_stale_temp_files"]
+__all__ = [
+    "atomic_write", "TEMP_PREFIX", "current_umask", "remove_stale_temp_files", "sha256_file",
+    "json_body_sha256", "write_checked_json", "checked_json_ok",
+]
 
 #: name prefix of the temp files :func:`atomic_write` renames into place
 TEMP_PREFIX = ".tmp_"
@@ -87,3 +92,29 @@ def remove_stale_temp_files(folder: str, older_than: float) -> tuple[int, int]:
         removed += 1
         freed += info.st_size
     return removed, freed
+
+
+def sha256_file(path: str) -> str:
+    """The sha256 (hex) of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def json_body_sha256(obj: dict[str, Any]) -> str:
+    """sha256 of ``obj`` without its ``"checksum"`` field, canonically encoded (sorted keys)."""
+    body = {k: v for k, v in obj.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_checked_json(path: str, obj: dict[str, Any]) -> None:
+    """Write ``obj`` atomically with a ``"checksum"`` field: :func:`json_body_sha256` of the rest."""
+    obj = {**obj, "checksum": json_body_sha256(obj)}
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, sort_keys=True)), mode="w")
+
+
+def checked_json_ok(obj: Any) -> bool:
+    """Whether ``obj`` (a parsed JSON value) is an object whose ``"checksum"`` matches its body."""
+    return isinstance(obj, dict) and obj.get("checksum") == json_body_sha256(obj)

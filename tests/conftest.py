@@ -215,3 +215,44 @@ def full_disk(monkeypatch):
         monkeypatch.setattr(os, "fdopen", lambda fd, mode="r", *a, **k: _FullDiskFile(real_fdopen(fd, mode, *a, **k), room))
 
     return fill
+
+
+def _write_correspondence(folder, images, boxes, neighbours, pairs):
+    """A real stage-2 folder (:mod:`objssl.correspondence.format`'s writers): ``boxes[i]`` xyxy boxes of
+    image ``i``, ``neighbours[i]`` its k neighbour indices, ``pairs[i][slot]`` ``(query box index,
+    neighbour box index)`` pairs into ``boxes[i]`` and ``boxes[neighbours[i][slot]]``."""
+    from objssl.correspondence import format as fmt
+
+    k = len(neighbours[0]) if neighbours else 0
+    fmt.write_knn(str(folder), list(images), np.array(neighbours, dtype=np.int32).reshape(len(images), k),
+                  np.full((len(images), k), 0.5))
+    fmt.write_box_shard(str(folder), 0, 0, [np.array(b, dtype=np.float32).reshape(-1, 4) for b in boxes], None)
+    fmt.write_pair_shard(str(folder), 0, 0, k, [
+        [(np.array(p, dtype=np.int64).reshape(-1, 2), np.linspace(1, 0.5, len(p))) for p in per_image]
+        for per_image in pairs])
+    fmt.write_meta(str(folder), k=k, num_images=len(images), shards=[(0, len(images))])
+    return str(folder)
+
+
+@pytest.fixture
+def write_correspondence():
+    """``write_correspondence(folder, images, boxes, neighbours, pairs)``: write a stage-2 folder, return it."""
+    return _write_correspondence
+
+
+@pytest.fixture(scope="session")
+def demo_correspondence(tmp_path_factory):
+    """A stage-2 folder over every demo photo: 6 grid boxes each, its next two photos as neighbours,
+    3 pairs per neighbour."""
+    from objssl.data import demo_images, image_size
+
+    images = demo_images()
+    boxes = []
+    for path in images:
+        w, h = image_size(path)
+        boxes.append([[x * w // 4, y * h // 3, (x + 2) * w // 4, (y + 1) * h // 3 + h // 3]
+                      for y in range(2) for x in range(3)][:6])
+    n = len(images)
+    neighbours = [[(i + 1) % n, (i + 2) % n] for i in range(n)]
+    pairs = [[[(s, (s + i) % 6), (s + 2, 1), (5, 0)] for s in range(2)] for i in range(n)]
+    return _write_correspondence(tmp_path_factory.mktemp("stage2"), images, boxes, neighbours, pairs)

@@ -7,7 +7,12 @@ import pytest
 from objssl import create_backbone, create_method
 from objssl.config import load_config
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+import yaml
+
+ALL_YAML = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+#: pipeline configs (``objssl orl``) hold a training config per stage instead of one
+PIPELINES = [p for p in ALL_YAML if "stage1" in (yaml.safe_load(p.read_text()) or {})]
+CONFIGS = [p for p in ALL_YAML if p not in PIPELINES]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
@@ -109,3 +114,23 @@ def test_bad_values_are_one_line_config_errors(override, message):
     with pytest.raises(ConfigError) as info:
         validate_config(cfg)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_pipeline_configs_are_the_orl_ones():
+    assert sorted(p.name for p in PIPELINES) == ["orl_coco_r50.yaml", "orl_demo.yaml"]
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=[p.name for p in PIPELINES])
+def test_pipeline_stages_validate_and_build_their_methods(path, tmp_path):
+    from objssl.config import validate_config
+    from objssl.pipelines.orl_config import load_orl_config
+
+    cfg = load_orl_config(str(path))
+    for stage in ("stage1", "stage3"):
+        c = cfg[stage]
+        c["data"]["correspondence"] = str(tmp_path)  # set by the pipeline for stage 3
+        validate_config(c)
+        kwargs = {k: v for k, v in c["method"].items() if k != "name"}
+        kwargs.update({k: 16 for k in ("proj_hidden_dim", "pred_hidden_dim") if k in kwargs})
+        assert create_method(c["method"]["name"], create_backbone("test_resnet"), **kwargs).name == c["method"]["name"]
+    assert (cfg["stage1"]["method"]["name"], cfg["stage3"]["method"]["name"]) == ("byol", "orl")

@@ -40,14 +40,15 @@ CASES += [pytest.param(_small_compose(load_config(str(p))["method"]), id=p.name)
 
 
 @pytest.mark.parametrize("method_cfg", CASES)
-def test_method_contract_end_to_end(method_cfg, proposals, tmp_path):
+def test_method_contract_end_to_end(method_cfg, proposals, demo_correspondence, tmp_path):
     from objssl.export.timm import export_timm
 
     cls = METHODS.get(method_cfg["name"])
     if method_cfg["name"] != "compose":
         method_cfg = {**method_cfg, **tiny_kwargs(cls), "image_size": IMAGE_SIZE}
     cls.check_config(method_cfg)
-    data_cfg = {"proposals": proposals if cls.needs_proposals(method_cfg) else None, "min_side": 32}
+    data_cfg = {"proposals": proposals if cls.needs_proposals(method_cfg) else None, "min_side": 32,
+                "correspondence": demo_correspondence if "correspondence" in cls.uses_data else None}
     paths = demo_images()[:4]
     cls.check_data(paths, {"method": method_cfg, "data": data_cfg})
     kwargs = {k: v for k, v in method_cfg.items() if k != "name"}

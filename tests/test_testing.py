@@ -47,11 +47,11 @@ def test_check_proposal_source_passes_grid_and_refuses_boxes_outside_the_image()
         check_proposal_source(_Shifting)
 
 
-class _NeedsNeighbours(BYOLGlobal):
-    name = "needs_neighbours"
-    needs = frozenset({"views", "neighbours"})
+class _NeedsNeighboursAndBoxes(BYOLGlobal):
+    name = "needs_neighbours_and_boxes"
+    needs = frozenset({"views", "boxes", "neighbours"})
 
 
 def test_check_objective_says_when_no_pipeline_provides_a_need():
-    with pytest.raises(ValueError, match="no objssl view pipeline provides neighbours"):
-        check_objective(_NeedsNeighbours)
+    with pytest.raises(ValueError, match="no objssl data pipeline provides neighbours together with boxes"):
+        check_objective(_NeedsNeighboursAndBoxes)

@@ -1,4 +1,5 @@
-"""``objssl viz proposals IMAGE --source NAME -o OUT.png`` and ``objssl viz views IMAGE --method NAME -o OUT.png``."""
+"""``objssl viz proposals IMAGE --source NAME -o OUT.png``, ``objssl viz views IMAGE --method NAME -o OUT.png``,
+``objssl viz slots CKPT -o OUT.png``, ``objssl viz correspondence OUT/stage2 IMAGE -o OUT.png``."""
 
 from __future__ import annotations
 
@@ -41,6 +42,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ps.add_argument("--topk", type=int, default=5, help="images per prototype (rows)")
     ps.add_argument("-o", "--output", required=True, help="PNG to write")
     ps.set_defaults(func=run_slots)
+
+    pc = sub.add_parser("correspondence", help="ORL stage 2: an image, its neighbours and its top RoI pairs "
+                        "as matching coloured boxes")
+    pc.add_argument("folder", help="a finished stage-2 folder (OUT/stage2 of objssl orl)")
+    pc.add_argument("image", help="one of its images (path, or its index in OUT/stage2/knn/images.txt)")
+    pc.add_argument("--neighbours", type=int, default=None, help="draw the first N neighbours (default: all k)")
+    pc.add_argument("--pairs", type=int, default=5, help="pairs per neighbour to draw, best first (default 5)")
+    pc.add_argument("-o", "--output", required=True, help="PNG to write")
+    pc.set_defaults(func=run_correspondence)
 
 
 def _load(path: str):
@@ -184,4 +194,27 @@ def run_slots(args: argparse.Namespace) -> int:
     save_png(grid, args.output)
     print(f"{args.output}: prototypes {protos} (columns) x top-{min(args.topk, len(images))} of {len(used)} images "
           f"(rows); red = the pixels each prototype wins")
+    return 0
+
+
+def run_correspondence(args: argparse.Namespace) -> int:
+    import os
+
+    from objssl.correspondence.store import CorrespondenceStore
+    from objssl.errors import UserError
+    from objssl.viz import save_png
+    from objssl.viz.correspondence import render_correspondence
+
+    store = CorrespondenceStore.open(args.folder)
+    try:
+        index = (int(args.image) if args.image.isdigit() and not os.path.exists(args.image)
+                 else store.index_of(args.image))
+    except KeyError as exc:
+        raise UserError(str(exc.args[0])) from None
+    if not 0 <= index < len(store):
+        raise UserError(f"image index {index}: {args.folder} has images 0..{len(store) - 1}")
+    picture, drawn = render_correspondence(store, index, neighbours=args.neighbours, pairs=args.pairs)
+    save_png(picture, args.output)
+    print(f"{args.output}: {store.images[index]} (left) and its neighbours (right), {drawn} RoI pairs; "
+          "the same colour is one stored pair")
     return 0

@@ -10,12 +10,13 @@ from objssl.methods.base import Method
 from objssl.methods.byol import BYOL
 from objssl.methods.compose import Compose
 from objssl.methods.objective_method import ObjectiveMethod
+from objssl.methods.orl import ORL
 from objssl.methods.slotcon import SlotCon
 from objssl.methods.soco import SoCo, SoCoC4, SoCoStar
 from objssl.methods.univip import UniVIP
 from objssl.registry import METHODS
 
-__all__ = ["Method", "ObjectiveMethod", "BYOL", "SlotCon", "SoCo", "SoCoStar", "SoCoC4", "UniVIP", "Compose",
+__all__ = ["Method", "ObjectiveMethod", "BYOL", "SlotCon", "SoCo", "SoCoStar", "SoCoC4", "UniVIP", "ORL", "Compose",
            "create_method", "method_from_checkpoint", "method_transform"]
 
 

@@ -28,17 +28,43 @@ def tiny_kwargs(term_cls: type, **given: Any) -> dict[str, Any]:
     return {**small, **given}
 
 
+def _neighbour_batch(image_size: int, n: int) -> dict[str, Any]:
+    """ORL's stage-3 batch (``neighbours``): each demo image with the next one as its neighbour, random
+    proposals as boxes and random stored pairs between them, through ORL's sample pipeline."""
+    from objssl.data import demo_images, load_rgb
+    from objssl.data.roi_pair_events import collate_neighbour_pairs
+    from objssl.data.roi_pair_views import RoIPairViews
+    from objssl.proposals import RandomSource
+
+    views = RoIPairViews(image_size=image_size, patch_size=max(8, image_size // 2))
+    images = [load_rgb(p) for p in demo_images()[:n]]
+    boxes = [RandomSource(n=8, scale=(0.15, 0.6))(np.array(img)).boxes.round() for img in images]
+    samples = []
+    for i, img in enumerate(images):
+        torch.manual_seed(i)
+        j = (i + 1) % len(images)
+        pick = torch.randint(len(boxes[i]), (3,)), torch.randint(len(boxes[j]), (3,))
+        samples.append(views(img, boxes[i], images[j], (boxes[i][pick[0]], boxes[j][pick[1]])))
+    return collate_neighbour_pairs(samples)
+
+
 def _batch(needs: frozenset[str], image_size: int, n: int = 4) -> tuple[str, dict[str, Any]]:
     from objssl.data import demo_images, load_rgb
     from objssl.data.collate import collate_views
     from objssl.data.views import BoxAwareViews
     from objssl.proposals import RandomSource
 
-    unsupported = sorted(set(needs) - {"views", "boxes", "overlap", "instances"})
+    unsupported = sorted(set(needs) - {"views", "boxes", "overlap", "instances", "neighbours"})
     if unsupported:
-        # no view pipeline of objssl's makes these fields (neighbours come with ORL's data set)
         raise ValueError(f"check_objective: no objssl view pipeline provides {', '.join(unsupported)}, "
                          "so a term that needs it cannot be checked on a real batch here")
+    others = sorted(set(needs) - {"views", "neighbours"})
+    if "neighbours" in needs and others:
+        # ORL's data set gives whole-image views and RoI patch pairs, no boxes carried through views
+        raise ValueError(f"check_objective: no objssl data pipeline provides neighbours together with "
+                         f"{', '.join(others)}, so the term cannot be checked on a real batch here")
+    if "neighbours" in needs:
+        return "orl", _neighbour_batch(image_size, n)
     preset = "univip" if "instances" in needs else "soco" if "boxes" in needs else "slotcon"
     views = BoxAwareViews.from_preset(preset, size=image_size)
     samples = []

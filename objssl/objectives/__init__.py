@@ -7,6 +7,8 @@ See :mod:`objssl.objectives.base` for what a term is; plugins register more thro
 from objssl.objectives.base import BATCH_NEEDS, BuildContext, Objective
 from objssl.objectives.byol_global import BYOLGlobal
 from objssl.objectives.features import StepFeatures
+from objssl.objectives.orl_inter_roi import ORLInterRoI
+from objssl.objectives.orl_intra_roi import ORLIntraRoI
 from objssl.objectives.slotcon_pixel import SlotConPixel
 from objssl.objectives.slotcon_slots import SlotConSlots
 from objssl.objectives.soco_boxes import SoCoBoxes
@@ -17,5 +19,5 @@ from objssl.objectives.univip_scene_instance import UniVIPSceneInstance
 __all__ = [
     "BATCH_NEEDS", "BuildContext", "Objective", "StepFeatures",
     "BYOLGlobal", "SoCoBoxes", "SoCoC4Boxes", "SlotConPixel", "SlotConSlots",
-    "UniVIPSceneInstance", "UniVIPInstanceOT",
+    "UniVIPSceneInstance", "UniVIPInstanceOT", "ORLIntraRoI", "ORLInterRoI",
 ]

@@ -29,7 +29,11 @@ __all__ = ["BATCH_NEEDS", "BuildContext", "Objective"]
 
 #: what a term may need from a batch: the views, boxes carried through them (``boxes``, ``box_mask``,
 #: ``box_ids``), view overlaps (``overlap``, ``overlap_valid``, ``flips``), ``instances`` (the image on a
-#: canvas with the boxes on it, to cut instance crops from: UniVIP), neighbours
+#: canvas with the boxes on it, to cut instance crops from: UniVIP), ``neighbours`` (ORL's stage 3, from
+#: :class:`objssl.data.neighbour_pairs.NeighbourPairDataset`: ``roi_intra`` and ``roi_inter``, float
+#: ``[B, 2, 3, P, P]`` normalised patch pairs — a box and its jitter, a stored box pair of the image and one
+#: of its nearest neighbours —, ``neighbour`` long ``[B]`` the neighbour's index in the correspondence
+#: store, ``roi_events`` long ``[B, len(ROI_EVENTS)]`` the counted fallbacks, totalled in ``counters``)
 BATCH_NEEDS = frozenset({"views", "boxes", "overlap", "instances", "neighbours"})
 
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from objssl.errors import DataError
-from objssl.fileio import atomic_write
+from objssl.fileio import atomic_write, json_body_sha256, sha256_file
 from objssl.images.tar_shards import split_member_path
 
 __all__ = [
@@ -55,22 +55,12 @@ def shard_name(i: int) -> str:
     return f"shard-{i:05d}"
 
 
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def keys_sha256(keys: Sequence[str]) -> str:
     """sha256 of an ordered list of image keys (the identity of an image list or a shard's images)."""
     return hashlib.sha256("\n".join(keys).encode()).hexdigest()
 
 
-def _body_sha256(obj: dict[str, Any]) -> str:
-    body = {k: v for k, v in obj.items() if k != "checksum"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+_body_sha256 = json_body_sha256
 
 
 def write_checked_json(path: str, obj: dict[str, Any]) -> None:

@@ -26,6 +26,8 @@ __all__ = [
     "orl_filter",
     "univip_filter",
     "whole_image_box",
+    "FILTER_PRESETS",
+    "filter_preset",
 ]
 
 
@@ -149,3 +151,15 @@ def univip_filter(boxes: torch.Tensor, image_wh: tuple[float, float]) -> torch.T
     b = _chain(b, aspect_range(b, 3.0))
     b = _chain(b, iou_dedup(b, 0.5))
     return b if len(b) else whole_image_box(image_wh)
+
+
+#: the method presets by the name a config uses (``stage2.box_filter: orl``)
+FILTER_PRESETS = {"soco": soco_filter, "orl": orl_filter, "univip": univip_filter}
+
+
+def filter_preset(name: str):
+    """The preset filter called ``name`` (a key of :data:`FILTER_PRESETS`); ValueError naming them."""
+    try:
+        return FILTER_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown box filter {name!r}; known: {', '.join(sorted(FILTER_PRESETS))}") from None

@@ -77,3 +77,11 @@ def test_univip_filter():
     # [1] too narrow, [2] IoU with [0] = 0.97, [3] aspect 200/65 > 3
     assert F.univip_filter(boxes, (400, 400)).tolist() == [[0, 0, 64, 64]]
     assert F.univip_filter(torch.zeros(0, 4), (50, 40)).tolist() == [[0, 0, 50, 40]]
+
+
+def test_filter_presets_by_name():
+    import pytest
+
+    assert F.filter_preset("orl") is F.orl_filter and F.filter_preset("soco") is F.soco_filter
+    with pytest.raises(ValueError, match="unknown box filter 'orll'; known: orl, soco, univip"):
+        F.filter_preset("orll")
