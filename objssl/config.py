@@ -26,7 +26,7 @@ import yaml
 
 from objssl.errors import ConfigError
 
-__all__ = ["DEFAULTS", "load_config", "config_from_dict", "apply_overrides", "validate_config", "eval_section",
+__all__ = ["DEFAULTS", "load_config", "read_yaml_mapping", "config_from_dict", "apply_overrides", "validate_config", "eval_section",
            "config_to_yaml"]
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -122,19 +122,26 @@ def load_config(path: str | os.PathLike | None = None) -> dict[str, Any]:
     if path is None:
         return copy.deepcopy(DEFAULTS)
     path = os.fspath(path)
+    data = read_yaml_mapping(path)
+    try:
+        return _merge(DEFAULTS, data, "", check=True)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def read_yaml_mapping(path: str) -> dict[str, Any]:
+    """The mapping a YAML config file holds (empty file: ``{}``); a missing file, bad YAML or a
+    non-mapping is a one-line :class:`ConfigError` naming the file."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist")
     try:
         with open(path) as f:
             data = yaml.safe_load(f) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path!r} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"config file {path!r} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path!r} must hold a mapping of sections, got {type(data).__name__}")
-    try:
-        return _merge(DEFAULTS, data, "", check=True)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return data
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> dict[str, Any]:

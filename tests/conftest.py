@@ -142,6 +142,19 @@ def pytest_configure(config):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """This process computes with one thread, as the subprocesses a test compares it with
+    (``OMP_NUM_THREADS=1``, also what torchrun sets): CPU kernels sum in another order with
+    another thread count, so bitwise comparisons across processes need equal counts."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def require_extra():
     """``require_extra(name)``: skip this test unless optional extra ``name`` is installed (for a need
     found at run time; otherwise mark the test ``@pytest.mark.<name>``)."""

@@ -14,7 +14,6 @@ naming the file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ from torch import nn
 from objssl.backbones import create_backbone
 from objssl.checkpoint import NotAnObjsslCheckpointError, load_checkpoint, safe_torch_load
 from objssl.errors import UserError
+from objssl.fileio import sha256_file
 
 __all__ = ["EvalBackbone", "load_eval_backbone", "file_fingerprint"]
 
@@ -43,11 +43,7 @@ class EvalBackbone:
 
 def file_fingerprint(path: str) -> str:
     """sha256 of the file's bytes (a copied or renamed file keeps its cached features)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def _random_backbone(name: str) -> nn.Module:

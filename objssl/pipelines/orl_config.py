@@ -15,12 +15,11 @@ The pipeline sets each stage's output folder (``OUT/stage1``, ``OUT/stage3``) an
 from __future__ import annotations
 
 import copy
-import os
 from typing import Any
 
 import yaml
 
-from objssl.config import apply_overrides, config_from_dict
+from objssl.config import apply_overrides, config_from_dict, read_yaml_mapping
 from objssl.errors import ConfigError
 
 __all__ = ["STAGE2_DEFAULTS", "load_orl_config"]
@@ -71,15 +70,7 @@ def load_orl_config(path: str | None, overrides: list[str] = (), *, data: str | 
     """``{"stage1": cfg, "stage2": settings, "stage3": cfg}``; errors are one line naming the key."""
     raw: dict[str, Any] = {}
     if path is not None:
-        if not os.path.isfile(path):
-            raise ConfigError(f"config file {path!r} does not exist")
-        try:
-            with open(path) as f:
-                raw = yaml.safe_load(f) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path!r} is not valid YAML: {exc}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"config file {path!r} must hold a mapping with sections {', '.join(_SECTIONS)}")
+        raw = read_yaml_mapping(path)
     where = path or "orl config"
     unknown = sorted(set(raw) - set(_SECTIONS))
     if unknown:

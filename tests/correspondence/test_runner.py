@@ -92,7 +92,7 @@ def test_rank_shards_cover_every_shard_once():
     assert shard_ranges(5, 2) == [(0, 2), (2, 4), (4, 5)]
 
 
-def test_two_gloo_processes_write_the_same_files_as_one(tmp_path, demo_paths):
+def test_two_gloo_processes_write_the_same_files_as_one(tmp_path, demo_paths, one_torch_thread):
     paths = demo_paths[:5]
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     prepare(one, paths)

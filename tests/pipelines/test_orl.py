@@ -149,7 +149,7 @@ def losses(out):
         return {r["step"]: r["loss"] for r in map(json.loads, f)}
 
 
-def test_sigkill_in_stage3_then_resume_gives_the_uninterrupted_losses(tmp_path):
+def test_sigkill_in_stage3_then_resume_gives_the_uninterrupted_losses(tmp_path, one_torch_thread):
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     run_orl(load_orl_config(DEMO, TINY), a, stages=(1, 2))
     shutil.copytree(a, b)
