@@ -34,11 +34,13 @@ Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) is respected,
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -92,17 +94,12 @@ def _open(path: PathLike) -> Image.Image:
             raise BadImageError(path, "is a directory, not an image file")
         if os.path.getsize(path) == 0:
             raise BadImageError(path, "empty file (0 bytes)")
-        return Image.open(path)
+        with _format_errors(path):
+            return Image.open(path)
     except FileNotFoundError:
         raise BadImageError(path, "no such file") from None
     except PermissionError:
         raise BadImageError(path, "permission denied") from None
-    except UnidentifiedImageError:
-        raise BadImageError(path, "not an image file (format not recognised by Pillow)") from None
-    except Image.DecompressionBombError as exc:
-        raise BadImageError(path, f"decompression bomb: {exc}") from None
-    except _DECODE_ERRORS as exc:
-        raise BadImageError(path, f"corrupt or truncated header ({exc})") from None
 
 
 def _open_member(path: PathLike, shard: str, key: str) -> Image.Image:
@@ -119,8 +116,17 @@ def open_bytes(data: bytes, path: PathLike = "<bytes>") -> Image.Image:
     """``Image.open`` of encoded image bytes (errors name ``path``, as :func:`load_rgb`'s do)."""
     if not data:
         raise BadImageError(path, "empty file (0 bytes)")
-    try:
+    with _format_errors(path):
         return Image.open(io.BytesIO(data))
+
+
+@contextlib.contextmanager
+def _format_errors(path: PathLike) -> Iterator[None]:
+    """Pillow's errors while identifying an image turned into :class:`BadImageError` naming ``path``."""
+    try:
+        yield
+    except (FileNotFoundError, PermissionError):
+        raise  # the file itself, not its format: the caller names it
     except UnidentifiedImageError:
         raise BadImageError(path, "not an image file (format not recognised by Pillow)") from None
     except Image.DecompressionBombError as exc:
