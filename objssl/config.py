@@ -41,6 +41,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # auto | cpu | cuda: device of the batched JPEG decode (objssl.images.batch_decode) for views
         # made on the device; views made in loader workers decode with Pillow there whatever this says
         "decode": "auto",
+        # auto | loader | device: where the views' pixels are made (docs/device_views.md); auto: on the
+        # training device when it is a GPU, in the loader workers otherwise
+        "augment_on": "auto",
+        # views made on the device: JPEGs decoded reduced (draft mode) where every crop stays at least
+        # its view's size
+        "reduced_decode": True,
         "correspondence": None,  # ORL's stage-2 folder (OUT/stage2), for the orl method
     },
     "optim": {
@@ -233,6 +239,9 @@ def _check_values(cfg: dict[str, Any]) -> None:
            "a non-negative integer")
     _check(_is_int(d["min_side"]) and d["min_side"] >= 1, "data.min_side", d["min_side"], "a positive integer")
     _check(d["decode"] in ("auto", "cpu", "cuda"), "data.decode", d["decode"], "auto, cpu or cuda")
+    _check(d["augment_on"] in ("auto", "loader", "device"), "data.augment_on", d["augment_on"],
+           "auto, loader or device")
+    _check(isinstance(d["reduced_decode"], bool), "data.reduced_decode", d["reduced_decode"], "true or false")
 
     _check(isinstance(b["name"], str), "backbone.name", b["name"], "a timm model name")
     _check(b["pretrained_file"] is None or isinstance(b["pretrained_file"], str),

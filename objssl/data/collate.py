@@ -12,12 +12,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import default_collate
 
+from objssl.data.device.geometry import pad_images
 from objssl.data.views.events import COUNTER_PREFIX, STAT_KEYS
 
 __all__ = ["collate_views"]
 
 #: keys holding one entry per view; batched per view (views may differ in size)
-_PER_VIEW = ("views", "boxes")
+_PER_VIEW = ("views", "boxes", "cutout")
 
 
 def collate_views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -28,6 +29,10 @@ def collate_views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     ``overlap [B, V, V, 4]``, ...); other values follow ``default_collate``. Samples of a transform
     without boxes (BYOL's :class:`objssl.data.transforms.MultiViewTransform`) batch exactly as with
     ``default_collate``.
+
+    Device-mode samples (views made on the training device, :mod:`objssl.data.device.augment`):
+    ``source`` images of different sizes → one ``uint8 [B, 3, H, W]`` (:func:`~objssl.data.device.geometry.pad_images`)
+    and ``source_hw`` ``long [B, 2]``; ``view_params`` → one dict of stacked parameters per view.
 
     Samples that carry ``view_events`` (``long [len(STAT_KEYS)]``, the counted fallbacks of
     :class:`~objssl.data.views.BoxAwareViews`) also give ``counters``: ``{"views/<STAT_KEY>": long
@@ -43,7 +48,14 @@ def collate_views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in samples[0]:
         values = [s[key] for s in samples]
-        if key in _PER_VIEW:
+        if key == "source":
+            out["source"], out["source_hw"] = pad_images(values)
+        elif key == "view_params":
+            if len({len(v) for v in values}) != 1:
+                raise ValueError("collate_views: samples have different numbers of 'view_params'")
+            out[key] = [{name: torch.stack([v[view][name] for v in values]) for name in values[0][view]}
+                        for view in range(len(values[0]))]
+        elif key in _PER_VIEW:
             counts = {len(v) for v in values}
             if len(counts) != 1:
                 raise ValueError(f"collate_views: samples have different numbers of {key!r}: {sorted(counts)}")

@@ -4,6 +4,14 @@ Images are decoded robustly (:func:`objssl.images.decode.load_rgb`). A file that
 truncated, too small) is skipped with a logged warning and replaced by the next image, so one bad
 file never stops a run; each sample reports how many files were skipped to produce it, and the
 trainer adds these up.
+
+A transform whose ``augment_on`` is ``"device"`` (its views are made on the training device,
+docs/device_views.md) is called with the image's ``(height, width)`` alone, as soon as the file's
+header is read; it draws every parameter from that, and the dataset then decodes the image, reduced
+where the draws allow it (:meth:`objssl.data.device.augment.DeviceAugment.max_reduction`; JPEG draft
+mode), and attaches it as ``source`` (``uint8 [3, h, w]``), the crops moved onto the decoded size.
+The draws are the loader path's for the same seed: a file that fails to decode after its header was
+read is skipped and the next image gets the same seed, as with the loader path.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+from torchvision.transforms.v2 import functional as TF
 
 from objssl.images.decode import BadImageError, load_rgb
 
@@ -49,6 +58,8 @@ class ImageDataset(Dataset):
         transform: ``PIL.Image → dict`` (a method's view transform).
         min_side: images with a shorter side are skipped (counted and logged).
         max_skips: how many consecutive bad files to skip before giving up on one sample.
+        reduced_decode: for a device-mode transform, decode JPEGs reduced where its draws allow
+            (module docstring); off: always at full size.
 
     ``dataset[i]`` or ``dataset[(i, seed)]``: with a seed, the transform's randomness is seeded
     with it (see :class:`objssl.data.sampler.ResumableBatchSampler`). A transform with the attribute
@@ -63,6 +74,7 @@ class ImageDataset(Dataset):
         *,
         min_side: int = 32,
         max_skips: int = 50,
+        reduced_decode: bool = True,
     ) -> None:
         if not paths:
             raise ValueError("ImageDataset needs at least one image path")
@@ -70,17 +82,26 @@ class ImageDataset(Dataset):
         self.transform = transform
         self.min_side = min_side
         self.max_skips = max_skips
+        self.reduced_decode = reduced_decode
         self._warned: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def _load(self, index: int) -> tuple[int, Any, int]:
+    @property
+    def device_mode(self) -> bool:
+        """Whether the transform's views are made on the training device (module docstring)."""
+        return getattr(self.transform, "augment_on", "loader") == "device"
+
+    def _load(self, index: int, reduction: Callable[[int], Any] | None = None) -> tuple[int, Any, int]:
+        """``(image used, decoded image, bad files passed over)`` from ``index`` on; ``reduction(i)``
+        gives image ``i``'s ``max_reduction`` for :func:`load_rgb`."""
         skipped = 0
         for attempt in range(min(self.max_skips, len(self.paths)) + 1):
             i = (index + attempt) % len(self.paths)
             try:
-                return i, load_rgb(self.paths[i], min_side=self.min_side), skipped
+                r = 1 if reduction is None else reduction(i)
+                return i, load_rgb(self.paths[i], min_side=self.min_side, max_reduction=r), skipped
             except BadImageError as exc:
                 skipped += 1
                 if i not in self._warned:  # once per file and worker
@@ -91,17 +112,44 @@ class ImageDataset(Dataset):
             "check the data set"
         )
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        index, seed = key if isinstance(key, tuple) else (key, None)
-        i, image, skipped = self._load(int(index))
+    def _call_transform(self, image: Any, i: int, seed: int | None) -> dict[str, Any]:
         # transforms that need to know which image this is (to look up its proposals, say)
         # declare ``wants_meta = True`` and get ``meta={"index", "path"}``
         args = (image, {"index": i, "path": self.paths[i]}) if getattr(self.transform, "wants_meta", False) else (image,)
         if seed is None:
-            sample = self.transform(*args)
-        else:
-            with seeded(seed):
-                sample = self.transform(*args)
+            return self.transform(*args)
+        with seeded(seed):
+            return self.transform(*args)
+
+    def _device_sample(self, index: int, seed: int | None) -> tuple[int, dict[str, Any], int]:
+        """Draw from the header's size, then decode (reduced where allowed) and attach ``source``."""
+        drawn: dict[int, tuple[dict[str, Any], tuple[int, int]]] = {}
+
+        def reduction(i: int) -> Any:
+            def draw(h: int, w: int) -> int:
+                sample = self._call_transform((h, w), i, seed)
+                drawn[i] = sample, (h, w)
+                return self.transform.device_views.max_reduction(sample) if self.reduced_decode else 1
+            return draw
+
+        i, image, skipped = self._load(index, reduction)
+        sample, (H, W) = drawn[i]
+        source = TF.pil_to_tensor(image)
+        h, w = (int(n) for n in source.shape[-2:])
+        if (h, w) != (H, W):
+            self.transform.device_views.rescale(sample, w / W, h / H)
+        sample["source"] = source
+        return i, sample, skipped
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        if self.device_mode:
+            i, sample, skipped = self._device_sample(int(index), seed)
+            sample["index"] = i
+            sample["skipped"] = skipped
+            return sample
+        i, image, skipped = self._load(int(index))
+        sample = self._call_transform(image, i, seed)
         sample["index"] = i
         sample["skipped"] = skipped
         return sample

@@ -1,7 +1,8 @@
 """Building a run's parts from its config, in the order that fails cheapest first.
 
 validate → device and process group (:mod:`objssl.engine.setup`) → image paths → the method's
-data check → backbone → method → dataset → sampler and loader → optimizer, schedule, grad scaler.
+data check → backbone → method → dataset (its views made in the loader or, ``data.augment_on``, on
+the training device) → sampler and loader → optimizer, schedule, grad scaler.
 A wrong data path or proposal cache therefore fails before any model is built.
 """
 
@@ -23,7 +24,8 @@ from objssl.engine.signals import ignore_stop_signals
 from objssl.methods import create_method
 from objssl.registry import METHODS
 
-__all__ = ["Parts", "Schedule", "build_parts", "build_schedule", "build_loader", "resolve_data", "total_steps_for"]
+__all__ = ["Parts", "Schedule", "build_parts", "build_schedule", "build_loader", "resolve_data", "resolve_augment_on",
+           "total_steps_for"]
 
 log = logging.getLogger("objssl.train")
 
@@ -59,11 +61,23 @@ def _check_method_data(cfg: dict[str, Any], paths: list[str]) -> None:
         log.warning("data.proposals is set but %s does not read proposals; it is ignored", cfg["method"]["name"])
 
 
-def _build_method_and_dataset(cfg: dict[str, Any], backbone: nn.Module, paths: list[str]) -> tuple[nn.Module, Dataset]:
-    """The method, then its dataset (the method contract: ``method.build_dataset(paths, cfg)``)."""
+def resolve_augment_on(data_cfg: dict[str, Any], device: torch.device) -> str:
+    """``data.augment_on`` for a run on ``device``: ``auto`` is ``device`` on a GPU, ``loader`` elsewhere
+    (on a CPU the device ops cost what the loader's do, and they would run in the training process)."""
+    value = data_cfg.get("augment_on", "auto")
+    if value == "auto":
+        return "device" if device.type == "cuda" else "loader"
+    return value
+
+
+def _build_method_and_dataset(cfg: dict[str, Any], backbone: nn.Module, paths: list[str],
+                              device: torch.device) -> tuple[nn.Module, Dataset]:
+    """The method, then its dataset (the method contract: ``method.build_dataset(paths, cfg)``), with
+    ``data.augment_on`` resolved for ``device``."""
     name = cfg["method"]["name"]
     method = create_method(name, backbone, **{k: v for k, v in cfg["method"].items() if k != "name"})
-    return method, method.build_dataset(paths, cfg)
+    data_cfg = {**cfg["data"], "augment_on": resolve_augment_on(cfg["data"], device)}
+    return method, method.build_dataset(paths, {**cfg, "data": data_cfg})
 
 
 def total_steps_for(train_cfg: dict[str, Any], steps_per_epoch: int) -> int:
@@ -122,6 +136,8 @@ class Parts:
     scaler: torch.amp.GradScaler
     steps_per_epoch: int
     total_steps: int
+    #: makes the views of a batch on the training device (``data.augment_on=device``), else None
+    device_views: Any = None
 
 
 def build_parts(cfg: dict[str, Any], runtime: Runtime) -> Parts:
@@ -144,12 +160,13 @@ def build_parts(cfg: dict[str, Any], runtime: Runtime) -> Parts:
         bcfg["name"], out_indices=bcfg.get("out_indices"), pretrained_file=bcfg.get("pretrained_file"),
         **(bcfg.get("kwargs") or {}),
     )
-    method, dataset = _build_method_and_dataset(cfg, backbone, paths)
+    method, dataset = _build_method_and_dataset(cfg, backbone, paths, runtime.device)
     collate_fn = getattr(method, "collate_fn", None)
+    device_views = dataset.transform.device_views if getattr(dataset, "device_mode", False) else None
     method, model = place_model(method, runtime, t["sync_bn"])
 
     optimizer = build_optimizer(method, cfg["optim"], scaled_lr(cfg["optim"], t["batch_size"]))
     schedule = build_schedule(optimizer, cfg, steps_per_epoch, total_steps)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
     return Parts(paths, sampler, method, model, dataset, collate_fn, optimizer, schedule, scaler,
-                 steps_per_epoch, total_steps)
+                 steps_per_epoch, total_steps, device_views)

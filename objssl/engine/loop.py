@@ -140,6 +140,8 @@ class StepLoop:
             for k, v in c.items():
                 counters[k] = counters.get(k, 0) + v
             batch = to_device(batch, rt.device, rt.channels_last)
+            if p.device_views is not None:  # data.augment_on=device: the views are made here
+                batch = to_device(p.device_views(batch), rt.device, rt.channels_last)
             no_sync = isinstance(model, DDP) and j < accum - 1
             with model.no_sync() if no_sync else contextlib.nullcontext():
                 with rt.autocast():

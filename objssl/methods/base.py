@@ -17,7 +17,10 @@ The trainer (:class:`objssl.engine.Trainer`) relies on exactly this:
    ``target.backbone.model.<timm key>`` are the backbone weights, which is what exporters read.
 4. ``method.build_dataset(paths, cfg)`` gives the dataset (default: :class:`objssl.data.dataset.ImageDataset`
    over ``method.build_transform(cfg["data"])``); ``method.collate_fn`` batches its samples (a module-level,
-   picklable function: loader workers and the tests use it).
+   picklable function: loader workers and the tests use it). With ``data.augment_on="device"`` the
+   dataset's ``device_views`` (the transform's :class:`~objssl.data.device.augment.DeviceAugment`) turns
+   each collated batch, on the training device, into the batch the loader path would give; the
+   trainer calls it before ``method(batch)``.
 5. ``method(batch)`` returns ``{"loss": scalar tensor, ...}``; every other 1-element tensor is logged.
 6. ``method.update_target(step, total_steps)`` runs after every optimizer step (EMA of ``target``
    towards ``online``, cosine momentum) and returns the momentum used; ``method.momentum`` holds it.
@@ -40,10 +43,17 @@ from objssl.errors import ConfigError
 from objssl.methods.arguments import accepted_keys, check_arguments
 from objssl.momentum import cosine_momentum, ema_update, make_momentum_copy
 
-__all__ = ["Method", "PROPOSALS_HINT"]
+__all__ = ["Method", "PROPOSALS_HINT", "augment_on_of"]
 
 PROPOSALS_HINT = ("build a cache with `objssl proposals --source selective_search --data DATA --out CACHE` "
                   "and pass data.proposals=CACHE")
+
+
+def augment_on_of(data_cfg: Mapping[str, Any] | None) -> str:
+    """``data.augment_on`` as ``"loader"`` or ``"device"``; ``"auto"`` (the trainer resolves it by the
+    training device first) means the loader here, for tools that make views without training."""
+    value = (data_cfg or {}).get("augment_on", "loader")
+    return "loader" if value == "auto" else value
 
 
 def _ema_pairs(teacher: nn.Module, student: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
@@ -108,9 +118,12 @@ class Method(nn.Module):
         return open_proposals(path)
 
     @classmethod
-    def transform_for(cls, method_cfg: Mapping[str, Any], proposals: Any = None) -> Callable[..., dict[str, Any]]:
+    def transform_for(cls, method_cfg: Mapping[str, Any], proposals: Any = None,
+                      augment_on: str = "loader") -> Callable[..., dict[str, Any]]:
         """The per-image transform of a method with this config (``proposals``: a box lookup or None,
-        when boxes are passed to each call instead)."""
+        when boxes are passed to each call instead; ``augment_on``: ``"loader"`` makes the views'
+        pixels, ``"device"`` only draws their parameters and sends the image, for
+        :attr:`device_views` to make on the training device)."""
         raise NotImplementedError(f"{cls.__name__} must define transform_for() or build_transform()")
 
     # ------------------------------------------------------------------ data
@@ -118,12 +131,13 @@ class Method(nn.Module):
         """``PIL.Image → sample dict``; proposals come from ``data_cfg["proposals"]``."""
         cfg = self.hparams
         proposals = self.open_proposals(data_cfg, self.name) if self.needs_proposals(cfg) else None
-        return self.transform_for(cfg, proposals)
+        return self.transform_for(cfg, proposals, augment_on=augment_on_of(data_cfg))
 
     def build_dataset(self, paths: Sequence[str], cfg: Mapping[str, Any]) -> Any:
         from objssl.data.dataset import ImageDataset
 
-        return ImageDataset(paths, self.build_transform(cfg["data"]), min_side=cfg["data"]["min_side"])
+        return ImageDataset(paths, self.build_transform(cfg["data"]), min_side=cfg["data"]["min_side"],
+                            reduced_decode=cfg["data"].get("reduced_decode", True))
 
     @property
     def hparams(self) -> dict[str, Any]:

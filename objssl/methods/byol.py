@@ -11,7 +11,8 @@ from typing import Any
 
 from torch import nn
 
-from objssl.data.transforms import BYOL_VIEWS, MultiViewTransform, ViewAugmentation
+from objssl.data.device.image_views import image_views
+from objssl.data.transforms import BYOL_VIEWS, ViewAugmentation
 from objssl.methods.objective_method import ObjectiveMethod
 from objssl.objectives import BYOLGlobal
 from objssl.registry import METHODS
@@ -55,7 +56,7 @@ class BYOL(ObjectiveMethod):
         self._hparams = {"image_size": image_size}
 
     @classmethod
-    def transform_for(cls, method_cfg: Mapping[str, Any], proposals: Any = None) -> Callable[[Any], dict[str, Any]]:
+    def transform_for(cls, method_cfg: Mapping[str, Any], proposals: Any = None, augment_on: str = "loader") -> Callable[[Any], dict[str, Any]]:
         """BYOL's two asymmetric views (:data:`objssl.data.transforms.BYOL_VIEWS`) at ``image_size``."""
         size = cls.config_value(method_cfg, "image_size")
-        return MultiViewTransform.from_augmentations([ViewAugmentation(**{**a.__dict__, "size": size}) for a in BYOL_VIEWS])
+        return image_views([ViewAugmentation(**{**a.__dict__, "size": size}) for a in BYOL_VIEWS], augment_on)

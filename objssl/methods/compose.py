@@ -122,7 +122,7 @@ class Compose(ObjectiveMethod):
         return views in VIEW_PRESETS and VIEW_PRESETS[views].get("k", 0) > 0
 
     @classmethod
-    def transform_for(cls, method_cfg: Mapping[str, Any], proposals: Any = None) -> Callable[..., dict[str, Any]]:
+    def transform_for(cls, method_cfg: Mapping[str, Any], proposals: Any = None, augment_on: str = "loader") -> Callable[..., dict[str, Any]]:
         """The preset ``views`` at ``image_size``."""
         return BoxAwareViews.from_preset(cls.config_value(method_cfg, "views"), proposals=proposals,
-                                         size=cls.config_value(method_cfg, "image_size"))
+                                         size=cls.config_value(method_cfg, "image_size"), augment_on=augment_on)

@@ -89,10 +89,10 @@ class ORL(ObjectiveMethod):
                             f"images ({shown}); {CORRESPONDENCE_HINT} on this data")
 
     @classmethod
-    def transform_for(cls, method_cfg: Mapping[str, Any], proposals: Any = None) -> Callable[..., dict[str, Any]]:
+    def transform_for(cls, method_cfg: Mapping[str, Any], proposals: Any = None, augment_on: str = "loader") -> Callable[..., dict[str, Any]]:
         """The whole-image views alone (BYOL's at ``image_size``): the RoI patches need a neighbour image
         and stored pairs, which only the dataset has (:class:`RoIPairViews`)."""
-        return BYOL.transform_for({"image_size": cls.config_value(method_cfg, "image_size")})
+        return BYOL.transform_for({"image_size": cls.config_value(method_cfg, "image_size")}, augment_on=augment_on)
 
     def build_dataset(self, paths: Sequence[str], cfg: Mapping[str, Any]) -> NeighbourPairDataset:
         views = RoIPairViews(image_size=self.hparams["image_size"], patch_size=self.hparams["patch_size"])

@@ -87,6 +87,6 @@ class SlotCon(ObjectiveMethod):
             raise ConfigError(f"method.group_loss_weight={w!r}: must be in [0, 1]")
 
     @classmethod
-    def transform_for(cls, method_cfg: Mapping[str, Any], proposals: Any = None) -> Callable[..., dict[str, Any]]:
+    def transform_for(cls, method_cfg: Mapping[str, Any], proposals: Any = None, augment_on: str = "loader") -> Callable[..., dict[str, Any]]:
         """Two 224 bicubic crops sharing at least 1 % of view 2 (preset ``slotcon``) at ``image_size``."""
-        return BoxAwareViews.from_preset("slotcon", size=cls.config_value(method_cfg, "image_size"))
+        return BoxAwareViews.from_preset("slotcon", size=cls.config_value(method_cfg, "image_size"), augment_on=augment_on)

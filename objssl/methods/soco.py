@@ -44,14 +44,15 @@ class _BoxMethod(ObjectiveMethod):
             raise ConfigError(f"method.cutout_area={list(area)!r}: must be [low, high] with 0 <= low <= high <= 1")
 
     @classmethod
-    def transform_for(cls, method_cfg: Mapping[str, Any], proposals: Any = None) -> Callable[..., dict[str, Any]]:
+    def transform_for(cls, method_cfg: Mapping[str, Any], proposals: Any = None, augment_on: str = "loader") -> Callable[..., dict[str, Any]]:
         """The preset's box-aware views (:data:`objssl.data.views.VIEW_PRESETS`) at ``image_size`` with ``k``
         boxes, ``box_sets`` and the box cutout of views 2.. (``cutout_p``, ``cutout_area``)."""
         cls.check_config(method_cfg)
         value = lambda key: cls.config_value(method_cfg, key)  # noqa: E731
         return BoxAwareViews.from_preset(cls.preset, proposals=proposals, size=value("image_size"), k=value("k"),
                                          box_sets=value("box_sets"), cutout_p=float(value("cutout_p")),
-                                         cutout_area=tuple(value("cutout_area")), view_overrides=cls.view_overrides)
+                                         cutout_area=tuple(value("cutout_area")), view_overrides=cls.view_overrides,
+                                         augment_on=augment_on)
 
 
 @METHODS.register("soco")

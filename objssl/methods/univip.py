@@ -81,8 +81,8 @@ class UniVIP(ObjectiveMethod):
             raise ConfigError(f"method.ot_eps={eps!r}: must be > 0")
 
     @classmethod
-    def transform_for(cls, method_cfg: Mapping[str, Any], proposals: Any = None) -> Callable[..., dict[str, Any]]:
+    def transform_for(cls, method_cfg: Mapping[str, Any], proposals: Any = None, augment_on: str = "loader") -> Callable[..., dict[str, Any]]:
         """The ``univip`` preset (:data:`objssl.data.views.VIEW_PRESETS`) at ``image_size`` with ``k`` boxes."""
         k = cls.config_value(method_cfg, "k")
         return BoxAwareViews.from_preset("univip", proposals=proposals, size=cls.config_value(method_cfg, "image_size"),
-                                         k=k, min_boxes=k)
+                                         k=k, min_boxes=k, augment_on=augment_on)

@@ -22,7 +22,8 @@ def crop_instances(canvas: Tensor, boxes: Tensor, flips: Tensor, size: int) -> T
     """``float32 [B·K, 3, size, size]`` normalised instance crops, in batch-then-box order.
 
     Args:
-        canvas: ``uint8 [B, 3, S, S]`` each image on its canvas (colour already drawn per image).
+        canvas: ``uint8 [B, 3, S, S]`` each image on its canvas (colour already drawn per image), or
+            float in ``[0, 1]`` (a canvas made on the training device).
         boxes: ``[B, K, 4]`` xyxy in canvas pixels; ``flips``: ``bool [B, K]`` per-instance flips.
         size: side of the crops (96 in UniVIP).
 
@@ -31,7 +32,7 @@ def crop_instances(canvas: Tensor, boxes: Tensor, flips: Tensor, size: int) -> T
     weights are convex, so the crops stay in ``[0, 1]`` before normalisation (nothing to clamp).
     """
     B, K = boxes.shape[:2]
-    x = canvas.float() / 255.0
+    x = canvas.float() if canvas.is_floating_point() else canvas.float() / 255.0
     crops = roi_align(x, boxes_to_rois(boxes.float()), output_size=(size, size), spatial_scale=1.0,
                       sampling_ratio=-1, aligned=True)
     crops = torch.where(flips.reshape(B * K, 1, 1, 1), crops.flip(-1), crops)

@@ -9,25 +9,17 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as TF
 
 from objssl.data.device.params import ViewParams
-from objssl.data.views.box_geometry import overlap_in_view
+from objssl.data.views.box_geometry import boxes_in_crop_view, overlap_in_view
 
 __all__ = ["boxes_in_view", "overlaps_in_views"]
 
 
 def boxes_in_view(boxes: Tensor, params: ViewParams, size: tuple[int, int], image_hw: tuple[int, int]) -> Tensor:
     """``float [M, 4]`` boxes (xyxy, image pixels) in the view's pixels: cropped, resized to ``size``,
-    flipped with the view and clamped to it."""
-    x1, y1, x2, y2 = (int(round(c)) for c in params.crop)
-    bb = tv_tensors.BoundingBoxes(torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4), format="XYXY",
-                                  canvas_size=image_hw)
-    bb = TF.resized_crop(bb, y1, x1, y2 - y1, x2 - x1, list(size))
-    if params.flip:
-        bb = TF.horizontal_flip(bb)
-    return TF.clamp_bounding_boxes(bb).as_subclass(Tensor).float()
+    flipped with the view and clamped to it (:func:`objssl.data.views.box_geometry.boxes_in_crop_view`)."""
+    return boxes_in_crop_view(boxes, params.crop, params.flip, size, image_hw)
 
 
 def overlaps_in_views(params: Sequence[ViewParams], sizes: Sequence[tuple[int, int]]) -> tuple[Tensor, Tensor]:

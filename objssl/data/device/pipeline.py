@@ -1,8 +1,9 @@
 """One view of a whole batch, on the training device: the loader path's ops, in its order, each
 with the sample's own parameters (:class:`~objssl.data.device.params.ViewBatch`).
 
-crop + resize → flip → colour jitter (per-sample factors and order) → grayscale → Gaussian blur
-(per-sample sigma) → solarize → ImageNet normalisation. The loader path runs the colour ops on
+crop + resize → flip (the geometry; a ``same:J`` view instead resizes view ``J``'s geometry) →
+colour jitter (per-sample factors and order) → grayscale → Gaussian blur (per-sample sigma) →
+solarize → ImageNet normalisation → box cutout (squares drawn in the loader). The loader path runs the colour ops on
 uint8 pixels (each op rounds or truncates to 8 bits); this one stays in float, so for the same
 parameters the two differ by that quantisation (a few /255; tests/data/device/test_pipeline.py).
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from objssl.data.device.blur import gaussian_blur
@@ -21,9 +23,10 @@ from objssl.data.device.colour import color_jitter, random_grayscale, random_sol
 from objssl.data.device.geometry import RESIZE_METHODS, horizontal_flip, resized_crop
 from objssl.data.device.params import ViewBatch
 from objssl.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ViewAugmentation, blur_kernel_size
+from objssl.data.views.box_cutout import fill_squares
 from objssl.data.views.view_spec import BoxViewSpec
 
-__all__ = ["DeviceView", "to_unit_float", "apply_view", "apply_views"]
+__all__ = ["DeviceView", "to_unit_float", "view_geometry", "resize_geometry", "view_colour", "apply_view", "apply_views"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class DeviceView:
         resize: ``"roi_align"``, ``"per_sample"`` (:mod:`objssl.data.device.geometry`) or ``"auto"``:
             roi_align on CUDA (one kernel for the batch), per_sample elsewhere (on a CPU, roi_align's
             many samples per output pixel cost about twice torchvision's separable resize).
+        source_view: ``J`` for a view made by resizing view ``J``'s geometry (``crop="same:J"``,
+            SoCo*'s fourth view), before this view's own colour ops; None: cut from the source image.
     """
 
     size: tuple[int, int]
@@ -45,6 +50,7 @@ class DeviceView:
     blur_kernel: int = 23
     normalize: bool = True
     resize: str = "auto"
+    source_view: int | None = None
 
     def __post_init__(self) -> None:
         if self.resize not in (*RESIZE_METHODS, "auto"):
@@ -68,7 +74,7 @@ class DeviceView:
         """The view :class:`~objssl.data.views.BoxAwareViews` makes of ``spec`` (its blur kernel
         follows the view's height, as there)."""
         kwargs = dict(size=spec.hw, interpolation=spec.interpolation, blur_kernel=blur_kernel_size(spec.hw[0]),
-                      normalize=normalize)
+                      normalize=normalize, source_view=spec.source_view())
         kwargs.update(overrides)
         return cls(**kwargs)  # type: ignore[arg-type]
 
@@ -78,14 +84,25 @@ def to_unit_float(images: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
     return TF.to_dtype(images, dtype, scale=True)
 
 
-def apply_view(images: Tensor, params: ViewBatch, view: DeviceView) -> Tensor:
-    """``float [B, 3, H, W]`` source images in ``[0, 1]`` (edge-padded; see
-    :func:`~objssl.data.device.geometry.pad_images`) → ``float [B, 3, h, w]`` views."""
+def view_geometry(images: Tensor, params: ViewBatch, view: DeviceView) -> Tensor:
+    """Crop + resize + flip: ``float [B, 3, H, W]`` edge-padded source images in ``[0, 1]`` (see
+    :func:`~objssl.data.device.geometry.pad_images`) → ``float [B, 3, h, w]``."""
     if len(params) != images.shape[0]:
         raise ValueError(f"apply_view: {images.shape[0]} images but parameters for {len(params)} samples")
     x = resized_crop(images, params.crop, view.size, interpolation=view.interpolation,
                      method=view.resize_method(images.device))
-    x = horizontal_flip(x, params.flip)
+    return horizontal_flip(x, params.flip)
+
+
+def resize_geometry(x: Tensor, view: DeviceView) -> Tensor:
+    """Another view's geometry resized to ``view.size`` (a ``same:J`` view; the loader's
+    ``TF.resize(..., antialias=True)``, clamped for bicubic as uint8 pixels are)."""
+    out = TF.resize(x, list(view.size), interpolation=InterpolationMode(view.interpolation), antialias=True)
+    return out.clamp_(0.0, 1.0) if view.interpolation == "bicubic" else out
+
+
+def view_colour(x: Tensor, params: ViewBatch, view: DeviceView) -> Tensor:
+    """The colour ops of one view, each sample with its own draw, then the normalisation."""
     x = color_jitter(x, params.jitter, params.factors, params.order)
     x = random_grayscale(x, params.grayscale)
     x = gaussian_blur(x, params.blur_sigma, view.blur_kernel)
@@ -93,11 +110,38 @@ def apply_view(images: Tensor, params: ViewBatch, view: DeviceView) -> Tensor:
     return TF.normalize(x, list(IMAGENET_MEAN), list(IMAGENET_STD)) if view.normalize else x
 
 
+def apply_view(images: Tensor, params: ViewBatch, view: DeviceView) -> Tensor:
+    """``float [B, 3, H, W]`` source images in ``[0, 1]`` (edge-padded; see
+    :func:`~objssl.data.device.geometry.pad_images`) → ``float [B, 3, h, w]`` views."""
+    return view_colour(view_geometry(images, params, view), params, view)
+
+
+@torch.no_grad()
 def apply_views(
-    images: Tensor, params: Sequence[ViewBatch], views: Sequence[DeviceView], dtype: torch.dtype = torch.float32
+    images: Tensor,
+    params: Sequence[ViewBatch],
+    views: Sequence[DeviceView],
+    dtype: torch.dtype = torch.float32,
+    cutouts: Sequence[Tensor | None] | None = None,
 ) -> list[Tensor]:
-    """Every view of a batch from ``uint8 [B, 3, H, W]`` padded source images (converted once)."""
+    """Every view of a batch from ``uint8 [B, 3, H, W]`` padded source images (converted once).
+
+    ``cutouts``: per view, ``long [B, K, 4]`` squares to zero after normalisation
+    (:func:`objssl.data.views.box_cutout.draw_cutout_squares`) or None.
+    """
     if len(params) != len(views):
         raise ValueError(f"apply_views: {len(views)} views but {len(params)} parameter sets")
     x = to_unit_float(images, dtype)
-    return [apply_view(x, p.to(images.device), v) for p, v in zip(params, views)]
+    geometry: list[Tensor] = []
+    out: list[Tensor] = []
+    for v, (p, view) in enumerate(zip(params, views)):
+        p = p.to(images.device)
+        j = view.source_view
+        if j is not None and not 0 <= j < v:
+            raise ValueError(f"apply_views: view {v} resizes view {j}, which is not an earlier view")
+        g = resize_geometry(geometry[j], view) if j is not None else view_geometry(x, p, view)
+        geometry.append(g)
+        y = view_colour(g, p, view)
+        squares = cutouts[v] if cutouts is not None else None
+        out.append(fill_squares(y, squares) if squares is not None else y)
+    return out

@@ -17,8 +17,17 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from objssl.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ViewAugmentation, photometric_transform
-from objssl.data.views.box_cutout import cutout_in_boxes
-from objssl.data.views.box_geometry import jitter_boxes, overlap_in_view, resize_boxes, visible_in_crops
+from objssl.data.device.augment import DeviceAugment
+from objssl.data.device.params import ViewParams, draw_colour
+from objssl.data.device.pipeline import DeviceView
+from objssl.data.views.box_cutout import draw_cutout_squares, fill_squares
+from objssl.data.views.box_geometry import (
+    boxes_in_crop_view,
+    jitter_boxes,
+    overlap_in_view,
+    resize_boxes,
+    visible_in_crops,
+)
 from objssl.data.views.box_selection import select_boxes
 from objssl.data.views.crops import draw_crops, overlap_ok
 from objssl.data.views.events import STAT_KEYS
@@ -29,10 +38,31 @@ from objssl.data.views.view_spec import BoxViewSpec
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BoxAwareViews", "BOX_SETS"]
+__all__ = ["BoxAwareViews", "BOX_SETS", "AUGMENT_ON"]
 
 #: ``box_sets`` choices: one set visible in every view, or one set per pair of view 0 with another view
 BOX_SETS = ("shared", "per_pair")
+#: where a view's pixels are made: in the loader (here) or on the training device (docs/device_views.md)
+AUGMENT_ON = ("loader", "device")
+
+
+class _Views:
+    """What step 3 makes, view by view: pixels (loader), parameters (device), boxes, cutout squares."""
+
+    def __init__(self) -> None:
+        self.views: list[Tensor | None] = []
+        self.params: list[dict[str, Tensor]] = []
+        self.cutout: list[Tensor] = []
+        self.boxes: list[Tensor] = []
+        self.geometric: list[Tensor] = []  # uint8 pixels after crop/resize/flip, before colour (loader)
+
+    def fields(self, source: Tensor | None) -> dict[str, Any]:
+        if not self.params:
+            return {"views": self.views, "boxes": self.boxes}
+        out: dict[str, Any] = {"view_params": self.params, "cutout": self.cutout, "boxes": self.boxes}
+        if source is not None:
+            out["source"] = source
+        return out
 
 
 class BoxAwareViews:
@@ -107,6 +137,7 @@ class BoxAwareViews:
         instance_canvas: int = 0,
         instance_color: ViewAugmentation | None = None,
         box_sets: str = "shared",
+        augment_on: str = "loader",
     ) -> None:
         self.views = tuple(views)
         if not self.views:
@@ -138,7 +169,10 @@ class BoxAwareViews:
             if not 0 <= lo <= hi <= 1:
                 raise ValueError(f"BoxAwareViews: views[{v}].cutout_area must be 0 <= low <= high <= 1, "
                                  f"got {spec.cutout_area}")
+        if augment_on not in AUGMENT_ON:
+            raise ValueError(f"BoxAwareViews: augment_on must be one of {AUGMENT_ON}, got {augment_on!r}")
         self.box_sets = box_sets
+        self.augment_on, self.device = augment_on, augment_on == "device"
         self.k, self.min_visible = int(k), float(min_visible)
         self.min_boxes = self.k if min_boxes is None else min(int(min_boxes), self.k)
         self.min_overlap_frac, self.min_overlap_side = float(min_overlap_frac), float(min_overlap_side)
@@ -155,6 +189,11 @@ class BoxAwareViews:
         self.instances = (InstanceCanvas(instance_canvas, instance_color or self.views[0].color,
                                          hflip_p=self.views[0].hflip_p) if instance_canvas else None)
         self._warned: set[str] = set()
+        #: what the training device makes of a batch of these samples with ``augment_on="device"``
+        self.device_views = DeviceAugment(
+            tuple(DeviceView.from_view_spec(spec, normalize=normalize) for spec in self.views),
+            canvas=self.instances.device_view() if self.instances is not None else None,
+        )
 
     @classmethod
     def from_preset(cls, name: str, *, proposals: Any = None, **overrides: Any) -> BoxAwareViews:
@@ -213,10 +252,14 @@ class BoxAwareViews:
 
     # ------------------------------------------------------------------------------ call
     def __call__(self, image: Any, meta: dict | None = None, boxes: Tensor | None = None) -> dict[str, Any]:
-        img = TF.pil_to_tensor(image) if isinstance(image, Image.Image) else torch.as_tensor(image)
-        if img.ndim != 3 or img.shape[0] != 3:
-            raise ValueError(f"BoxAwareViews: expected an RGB image, got a tensor of shape {tuple(img.shape)}")
-        H, W = (int(s) for s in img.shape[-2:])
+        if self.device and isinstance(image, tuple):  # only the size: the caller sends the pixels
+            H, W = (int(s) for s in image)
+            img = torch.empty(0, H, W, dtype=torch.uint8)
+        else:
+            img = TF.pil_to_tensor(image) if isinstance(image, Image.Image) else torch.as_tensor(image)
+            if img.ndim != 3 or img.shape[0] != 3:
+                raise ValueError(f"BoxAwareViews: expected an RGB image, got a tensor of shape {tuple(img.shape)}")
+            H, W = (int(s) for s in img.shape[-2:])
         events = [0] * len(STAT_KEYS)
         self.stats["samples"] += 1
         props = self._boxes_for(meta, boxes, (W, H))
@@ -262,32 +305,21 @@ class BoxAwareViews:
             on_event=lambda key, message: self._event(events, key, message),
         )
 
-        # 3. views: pixels and boxes through the same v2 calls
-        out_views: list[Tensor] = []
-        out_boxes: list[Tensor] = []
-        geometric: list[Tensor] = []  # uint8 pixels after crop/resize/flip, before colour
+        # 3. views: boxes through the same v2 calls as the pixels (made here, or on the device)
+        made = _Views()
         for v, spec in enumerate(self.views):
             j = spec.source_view()
-            if j is not None:  # "view J resized": J's pixels before colour, at this size (SoCo*)
-                raw = TF.resize(geometric[j], list(spec.hw), interpolation=InterpolationMode(spec.interpolation),
-                                antialias=True)
-                vb = resize_boxes(out_boxes[j], self.views[j].hw, spec.hw)
-            else:
+            vb_img = None
+            if j is None:
                 vb_img = jitter_boxes(sel_boxes, spec.box_jitter, spec.box_jitter_p, (H, W)) if self.k else sel_boxes
-                raw, vb = self._geometry(img, vb_img, crops[v], bool(flips[v]), spec, (H, W))
-            geometric.append(raw)
-            # uint8 throughout, so bicubic overshoot is already clamped before the colour ops
-            pix = self._colour[v](tv_tensors.Image(raw)).as_subclass(Tensor)
-            if not spec.carries_boxes or not self.k:
-                vb = torch.zeros(self.k, 4)
-            out_views.append(self._finish(pix, spec, vb, mask))
-            out_boxes.append(vb * mask[:, None])
+            self._view(made, v, img, (H, W), crops, flips, vb_img, mask, made.boxes[j] if j is not None else None)
 
         overlap, overlap_valid = self._overlaps(crops, flips)
-        extra = self.instances(img, sel_boxes, mask) if self.instances is not None else {}
+        extra = {}
+        if self.instances is not None:
+            extra = self.instances.draw((H, W), sel_boxes, mask) if self.device else self.instances(img, sel_boxes, mask)
         return {
-            "views": out_views,
-            "boxes": out_boxes,
+            **made.fields(img if self.device and img.numel() else None),
             "box_mask": mask,
             "box_ids": sel_ids,
             "boxes_image": sel_boxes * mask[:, None],
@@ -299,13 +331,6 @@ class BoxAwareViews:
             "view_events": torch.tensor(events),
             **extra,
         }
-
-    def _finish(self, pix: Tensor, spec: BoxViewSpec, boxes: Tensor, mask: Tensor) -> Tensor:
-        """Normalisation, then the view's box cutout (SoCo cuts the normalised image)."""
-        out = self._norm(pix) if self.normalize else pix
-        if spec.cutout_p > 0 and spec.carries_boxes and self.k:
-            out = cutout_in_boxes(out, boxes.reshape(-1, 4), mask.reshape(-1), spec.cutout_p, spec.cutout_area)
-        return out
 
     def _per_pair(self, img: Tensor, props: Tensor, events: list[int], hw: tuple[int, int]) -> dict[str, Any]:
         """``box_sets="per_pair"`` (:mod:`objssl.data.views.pair_selection`; layout: the class docstring)."""
@@ -342,9 +367,7 @@ class BoxAwareViews:
         P, K = mask.shape
 
         # 3. views; view 0 carries every pair's set, jittered per pair (a same:J pair shares J's draw)
-        out_views: list[Tensor] = []
-        out_boxes: list[Tensor] = []
-        geometric: list[Tensor] = []
+        made = _Views()
         for v, spec in enumerate(self.views):
             j = spec.source_view()
             if v == 0:
@@ -357,25 +380,14 @@ class BoxAwareViews:
             else:
                 vb_img = jitter_boxes(sel_boxes[v - 1], spec.box_jitter, spec.box_jitter_p, (H, W))
                 vmask = mask[v - 1]
+            source = None
             if j is not None:
-                raw = TF.resize(geometric[j], list(spec.hw), interpolation=InterpolationMode(spec.interpolation),
-                                antialias=True)
-                source = out_boxes[j] if j > 0 else out_boxes[0][v - 1]  # a same:0 view: its own pair's set
-                vb = resize_boxes(source.reshape(-1, 4), self.views[j].hw, spec.hw)
-            else:
-                raw, vb = self._geometry(img, vb_img, crops[v], bool(flips[v]), spec, (H, W))
-            vb = vb.reshape(*vmask.shape, 4)
-            geometric.append(raw)
-            pix = self._colour[v](tv_tensors.Image(raw)).as_subclass(Tensor)
-            if not spec.carries_boxes:
-                vb = torch.zeros(*vmask.shape, 4)
-            out_views.append(self._finish(pix, spec, vb, vmask))
-            out_boxes.append(vb * vmask[..., None])
+                source = made.boxes[j] if j > 0 else made.boxes[0][v - 1]  # a same:0 view: its own pair's set
+            self._view(made, v, img, (H, W), crops, flips, vb_img, vmask, source)
 
         overlap, overlap_valid = self._overlaps(crops, flips)
         return {
-            "views": out_views,
-            "boxes": out_boxes,
+            **made.fields(img if self.device and img.numel() else None),
             "box_mask": mask,
             "box_ids": sel_ids,
             "boxes_image": sel_boxes * mask[..., None],
@@ -387,20 +399,45 @@ class BoxAwareViews:
             "view_events": torch.tensor(events),
         }
 
-    @staticmethod
-    def _geometry(
-        img: Tensor, boxes: Tensor, crop: Tensor, flip: bool, spec: BoxViewSpec, hw: tuple[int, int]
-    ) -> tuple[Tensor, Tensor]:
-        """Crop + resize + flip of the pixels and of ``boxes`` (image pixels) by the same calls."""
-        x1, y1, x2, y2 = (int(round(float(c))) for c in crop)
-        bb = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=hw)
-        interp = InterpolationMode(spec.interpolation)
-        pix = TF.resized_crop(img, y1, x1, y2 - y1, x2 - x1, list(spec.hw), interpolation=interp, antialias=True)
-        bb = TF.resized_crop(bb, y1, x1, y2 - y1, x2 - x1, list(spec.hw))
-        if flip:
-            pix, bb = TF.horizontal_flip(pix), TF.horizontal_flip(bb)
-        bb = TF.clamp_bounding_boxes(bb)
-        return pix, bb.as_subclass(Tensor).float()
+    def _view(self, made: _Views, v: int, img: Tensor | None, hw: tuple[int, int], crops: Tensor, flips: Tensor,
+              vb_img: Tensor | None, vmask: Tensor, source_boxes: Tensor | None) -> None:
+        """View ``v``: its boxes (``vb_img`` in image pixels, or the ``same:J`` source view's
+        ``source_boxes``), then its pixels here or its colour draw for the device, then its cutout
+        squares; the draws are made in the same order on both paths."""
+        spec = self.views[v]
+        j = spec.source_view()
+        if j is not None:  # "view J resized": J's pixels before colour, at this size (SoCo*)
+            vb = resize_boxes(source_boxes.reshape(-1, 4), self.views[j].hw, spec.hw)
+        else:
+            vb = boxes_in_crop_view(vb_img, crops[v], bool(flips[v]), spec.hw, hw)
+        vb = vb.reshape(*vmask.shape, 4)
+        pix = None
+        if self.device:
+            made.params.append(ViewParams(tuple(float(c) for c in crops[v]), bool(flips[v]),
+                                          draw_colour(spec.color)).as_tensors())
+        else:
+            if j is not None:
+                raw = TF.resize(made.geometric[j], list(spec.hw), interpolation=InterpolationMode(spec.interpolation),
+                                antialias=True)
+            else:
+                x1, y1, x2, y2 = (int(round(float(c))) for c in crops[v])
+                raw = TF.resized_crop(img, y1, x1, y2 - y1, x2 - x1, list(spec.hw),
+                                      interpolation=InterpolationMode(spec.interpolation), antialias=True)
+                raw = TF.horizontal_flip(raw) if bool(flips[v]) else raw
+            made.geometric.append(raw)
+            # uint8 throughout, so bicubic overshoot is already clamped before the colour ops
+            pix = self._colour[v](tv_tensors.Image(raw)).as_subclass(Tensor)
+            pix = self._norm(pix) if self.normalize else pix
+        if not spec.carries_boxes or not self.k:
+            vb = torch.zeros(*vmask.shape, 4)
+        squares = torch.zeros(0, 4, dtype=torch.long)
+        if spec.cutout_p > 0 and spec.carries_boxes and self.k:  # SoCo cuts the normalised image
+            squares = draw_cutout_squares(vb.reshape(-1, 4), vmask.reshape(-1), spec.cutout_p, spec.cutout_area)
+            if pix is not None:
+                pix = fill_squares(pix[None], squares[None])[0]
+        made.views.append(pix)
+        made.cutout.append(squares)
+        made.boxes.append(vb * vmask[..., None])
 
     def _overlaps(self, crops: Tensor, flips: Tensor) -> tuple[Tensor, Tensor]:
         overlap = torch.stack([

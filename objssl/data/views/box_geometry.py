@@ -21,6 +21,7 @@ __all__ = [
     "resize_boxes",
     "random_boxes_in_region",
     "overlap_in_view",
+    "boxes_in_crop_view",
 ]
 
 
@@ -134,3 +135,17 @@ def overlap_in_view(crop_i: Tensor, crop_j: Tensor, flip_i: bool, size_i: tuple[
         bb = TF.horizontal_flip(bb)
     out = bb.as_subclass(Tensor).reshape(inter.shape).float()
     return torch.where(empty[..., None], torch.zeros_like(out), out)
+
+
+def boxes_in_crop_view(boxes: Tensor, crop: Tensor | tuple[float, ...], flip: bool, size: tuple[int, int],
+                       image_hw: tuple[int, int]) -> Tensor:
+    """``float [M, 4]`` boxes (xyxy, image pixels) in a view's pixels: cut to ``crop`` (xyxy, whole
+    pixels), resized to ``size`` ``(h, w)``, flipped with the view and clamped to it; the v2 calls a
+    view's pixels go through, so a box covers the same content (both view paths use this)."""
+    x1, y1, x2, y2 = (int(round(float(c))) for c in crop)
+    bb = tv_tensors.BoundingBoxes(torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4), format="XYXY",
+                                  canvas_size=image_hw)
+    bb = TF.resized_crop(bb, y1, x1, y2 - y1, x2 - x1, list(size))
+    if flip:
+        bb = TF.horizontal_flip(bb)
+    return TF.clamp_bounding_boxes(bb).as_subclass(Tensor).float()
