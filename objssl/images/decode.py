@@ -252,10 +252,10 @@ def _decode(opened: Image.Image, path: PathLike, min_side: int,
             swap = _orientation(img) in _SWAPPING_ORIENTATIONS
             max_reduction = int(max_reduction(*((w, h) if swap else (h, w))))
         if max_reduction > 1 and img.format == "JPEG":
-            # asking for ceil(side / r) makes Pillow pick a DCT scale of at most 1/r (it picks the
-            # largest scale whose result is at least the size asked for); the same r on both sides,
-            # so the stored orientation does not matter
-            img.draft(img.mode, (-(-w // max_reduction), -(-h // max_reduction)))
+            # Pillow scales by the largest 1/s (s in 8, 4, 2, 1) with s <= min(w // W', h // H') for the
+            # size W' x H' asked for; asking for floor(side / r) gives s <= r (side // floor(side / r)
+            # < 2r), so each side stays >= side / r. The same r on both sides: orientation is irrelevant
+            img.draft(img.mode, (max(1, w // max_reduction), max(1, h // max_reduction)))
         try:
             img.load()  # decode everything now, so corrupt data fails here and not in a transform
         except Image.DecompressionBombError as exc:
