@@ -184,10 +184,11 @@ class Trainer:
         try:
             run_log.info(
                 "training %s on %s: %d images, %d steps (%d/epoch), global batch %d, lr %.4g, "
-                "warmup %d steps, %s, precision %s, world %d",
+                "warmup %d steps, %s, precision %s, world %d, views made %s",
                 self.cfg["method"]["name"], self.cfg["backbone"]["name"], len(self.paths), self.total_steps,
                 self.steps_per_epoch, t["batch_size"], self.lr, self.warmup_steps, self.device,
                 self.amp_dtype or "fp32", self.dist.world_size,
+                "on the device" if self.parts.device_views is not None else "in the loader",
             )
             if prog.step >= stop_at:
                 run_log.info("already at step %d of %d: nothing to train", prog.step, self.total_steps)

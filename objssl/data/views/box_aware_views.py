@@ -96,6 +96,8 @@ class BoxAwareViews:
             ``"per_pair"`` (SoCo's rule, :mod:`objssl.data.views.pair_selection`: each pair of view 0
             with view ``b`` draws its own ``K`` boxes among those visible in its two crops, with its
             own view-0 jitter and padding; tries lower the minimum as SoCo's do).
+        augment_on: ``"loader"`` (the views' pixels are made here) or ``"device"`` (only their
+            parameters: see below and docs/device_views.md).
 
     Output of ``views(image, meta=None, boxes=None)``:
         ``views``: list of ``float [3, h_v, w_v]``; ``boxes``: list of ``float [K, 4]`` (xyxy in each
@@ -113,6 +115,14 @@ class BoxAwareViews:
         ``box_mask``, ``box_ids`` are ``[P, K]``, ``boxes_image`` ``[P, K, 4]``, ``boxes[0]`` is
         ``[P, K, 4]`` (view 0's boxes of each pair) and ``boxes[b]`` (``b >= 1``) ``[K, 4]`` is pair
         ``b - 1``'s set in view ``b``. A ``box_mask`` with one more dimension is how consumers tell.
+
+        With ``augment_on="device"`` no pixel is made here: ``image`` may be just its ``(H, W)``, the
+        same random draws are made in the same order (so every other field is identical for the same
+        seed), and ``views`` is replaced by ``view_params`` (per view,
+        :meth:`~objssl.data.device.params.ViewParams.as_tensors`) and ``cutout`` (per view, ``long
+        [K', 4]`` box-cutout squares); ``source`` is the ``uint8 [3, H, W]`` image when one was given,
+        and the instance ``canvas`` becomes ``canvas_params``. :attr:`device_views` makes the views of
+        a collated batch on the training device (:class:`objssl.data.device.augment.DeviceAugment`).
     """
 
     wants_meta = True

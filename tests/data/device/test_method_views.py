@@ -113,3 +113,21 @@ def test_reduced_decode_keeps_the_boxes_and_the_views(name, cache, one_torch_thr
         diff = (a - b).abs()
         assert diff.mean() < 0.08, float(diff.mean())
         assert torch.allclose(a.mean(dim=(2, 3)), b.mean(dim=(2, 3)), atol=0.05)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["byol", "soco_star", "univip"])
+def test_cuda_makes_the_views_the_cpu_does(name, cache):
+    # on CUDA the bilinear crops are one roi_align call (interpolation-level difference, see
+    # docs/device_views.md); bicubic views and the colour ops are the same arithmetic
+    from objssl.engine.setup import to_device
+
+    cls, method = _method({"name": name})
+    dataset, device = _batch(method, cls, cache, "device")
+    cpu = dataset.transform.device_views(device)
+    cuda = dataset.transform.device_views(to_device(device, torch.device("cuda"), channels_last=False))
+    for a, b in zip(cpu["views"], cuda["views"]):
+        assert b.is_cuda and a.shape == b.shape
+        assert (a - b.cpu()).abs().mean() < 0.05
+    out = method.cuda()(cuda)
+    assert torch.isfinite(out["loss"])
