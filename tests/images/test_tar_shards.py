@@ -82,6 +82,29 @@ def test_a_data_set_over_shards_counts_bad_members_as_skips(tmp_path, photos):
     assert [s["index"] for s in samples] == [3, 3, 3, 3, 4, 5, 6, 7, 8]
 
 
+
+@pytest.mark.parametrize("reduced_decode", [False, True])
+def test_views_made_on_the_device_from_shards_skip_bad_members_the_same_way(tmp_path, photos, reduced_decode):
+    # the device path reads each member's header, draws, then decodes (reduced when allowed): the cut
+    # JPEG has a good header and fails only then, and is still a counted skip with the same draws after it
+    from objssl.data.collate import collate_views
+    from objssl.data.device.image_views import DeviceImageViews
+    from objssl.data.transforms import MultiViewTransform, ViewAugmentation
+
+    write_shards(list_images(str(photos)), str(tmp_path / "s"), shard_size=4)
+    names = list_images(str(tmp_path / "s"))
+    augs = [ViewAugmentation(size=32), ViewAugmentation(size=24, blur_p=0.1, solarize_p=0.2)]
+    loader = ImageDataset(names, MultiViewTransform.from_augmentations(augs), min_side=8)
+    device = ImageDataset(names, DeviceImageViews(augs), min_side=8, reduced_decode=reduced_decode)
+    a = [loader[(i, 7)] for i in range(len(names))]
+    b = [device[(i, 7)] for i in range(len(names))]
+    assert [s["skipped"] for s in b] == [s["skipped"] for s in a] == [3, 2, 1] + [0] * 6
+    assert [s["index"] for s in b] == [s["index"] for s in a]
+    made = DeviceImageViews(augs).device_views(collate_views(b))
+    for view, expected in zip(made["views"], collate_views(a)["views"]):
+        assert (view - expected).abs().mean() < 0.08
+
+
 def test_the_index_is_cached_next_to_the_shard_and_rebuilt_when_stale(tmp_path, photos, monkeypatch):
     summary = write_shards(list_images(str(photos)), str(tmp_path / "s"), shard_size=100)
     shard = summary.shards[0]
