@@ -162,6 +162,16 @@ def require_extra():
 
 
 @pytest.fixture(scope="session")
+def demo_proposals(tmp_path_factory) -> str:
+    """A proposal cache of random boxes (``--source random``) for the demo photos."""
+    from objssl.cli import main
+
+    cache = tmp_path_factory.mktemp("demo_proposals") / "cache"
+    assert main(["proposals", "--source", "random", "--out", str(cache), "--no-progress"]) == 0
+    return str(cache)
+
+
+@pytest.fixture(scope="session")
 def photo_folder(tmp_path_factory):
     """12 real photo crops (scikit-image's CC0 photos) as small JPEGs in a folder."""
     from skimage import data

@@ -20,15 +20,6 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("compose
 IMAGE_SIZE = 64
 
 
-@pytest.fixture(scope="module")
-def proposals(tmp_path_factory):
-    from objssl.cli import main
-
-    cache = tmp_path_factory.mktemp("contract") / "cache"
-    assert main(["proposals", "--source", "random", "--out", str(cache), "--no-progress"]) == 0
-    return str(cache)
-
-
 def _small_compose(method_cfg):
     objectives = [{**tiny_kwargs(OBJECTIVES.get(o["name"])), **{k: v for k, v in o.items() if k in ("name", "weight")}}
                   for o in method_cfg["objectives"]]
@@ -40,14 +31,14 @@ CASES += [pytest.param(_small_compose(load_config(str(p))["method"]), id=p.name)
 
 
 @pytest.mark.parametrize("method_cfg", CASES)
-def test_method_contract_end_to_end(method_cfg, proposals, demo_correspondence, tmp_path):
+def test_method_contract_end_to_end(method_cfg, demo_proposals, demo_correspondence, tmp_path):
     from objssl.export.timm import export_timm
 
     cls = METHODS.get(method_cfg["name"])
     if method_cfg["name"] != "compose":
         method_cfg = {**method_cfg, **tiny_kwargs(cls), "image_size": IMAGE_SIZE}
     cls.check_config(method_cfg)
-    data_cfg = {"proposals": proposals if cls.needs_proposals(method_cfg) else None, "min_side": 32,
+    data_cfg = {"proposals": demo_proposals if cls.needs_proposals(method_cfg) else None, "min_side": 32,
                 "correspondence": demo_correspondence if "correspondence" in cls.uses_data else None}
     paths = demo_images()[:4]
     cls.check_data(paths, {"method": method_cfg, "data": data_cfg})

@@ -10,7 +10,6 @@ import logging
 import os
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from objssl.errors import DataError

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import objssl  # noqa: F401 - registers the built-in methods
-from objssl.cli import main
 from objssl.config import apply_overrides, load_config
 from objssl.engine import Trainer
 from objssl.errors import ConfigError
@@ -17,14 +16,7 @@ from objssl.registry import METHODS
 NAMES = [n for n in METHODS.names() if n not in ("compose", "orl")]  # ORL: tests/methods/test_orl.py
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    out = tmp_path_factory.mktemp("augment_on") / "cache"
-    assert main(["proposals", "--source", "random", "--out", str(out), "--no-progress"]) == 0
-    return str(out)
-
-
-def _config(name, out, cache, augment_on, workers=0, steps=2):
+def _config(name, out, demo_proposals, augment_on, workers=0, steps=2):
     cls = METHODS.get(name)
     method = [f"method.{k}={v}" for k, v in tiny_kwargs(cls).items()]
     cfg = apply_overrides(load_config(), [
@@ -33,7 +25,7 @@ def _config(name, out, cache, augment_on, workers=0, steps=2):
         f"train.max_steps={steps}", "train.ckpt_every=100", "train.progress=false", "optim.warmup_steps=1",
     ])
     if cls.needs_proposals(cfg["method"]):
-        cfg["data"]["proposals"] = cache
+        cfg["data"]["proposals"] = demo_proposals
     return cfg
 
 
@@ -42,26 +34,26 @@ def _losses(out):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_method_trains_with_views_made_on_the_device(name, cache, tmp_path, one_torch_thread):
-    trainer = Trainer(_config(name, tmp_path / "run", cache, "device"))
+def test_every_method_trains_with_views_made_on_the_device(name, demo_proposals, tmp_path, one_torch_thread):
+    trainer = Trainer(_config(name, tmp_path / "run", demo_proposals, "device"))
     assert trainer.parts.device_views is not None and trainer.dataset.device_mode
     summary = trainer.fit()
     assert summary["step"] == 2 and all(torch.isfinite(torch.tensor(_losses(tmp_path / "run"))))
 
 
-def test_auto_makes_views_in_the_loader_on_a_cpu(cache, tmp_path):
-    trainer = Trainer(_config("byol", tmp_path / "run", cache, "auto"))
+def test_auto_makes_views_in_the_loader_on_a_cpu(demo_proposals, tmp_path):
+    trainer = Trainer(_config("byol", tmp_path / "run", demo_proposals, "auto"))
     assert trainer.parts.device_views is None and not trainer.dataset.device_mode
     with pytest.raises(ConfigError, match="data.augment_on"):
-        Trainer(_config("byol", tmp_path / "bad", cache, "gpu"))
+        Trainer(_config("byol", tmp_path / "bad", demo_proposals, "gpu"))
 
 
 @pytest.mark.parametrize("name, augment_on", [("byol", "device"), ("soco_star", "device"), ("univip", "device"),
                                               ("soco_star", "loader")])
-def test_resume_is_exact_on_both_paths(name, augment_on, cache, tmp_path, one_torch_thread):
-    full = Trainer(_config(name, tmp_path / "full", cache, augment_on, steps=4))
+def test_resume_is_exact_on_both_paths(name, augment_on, demo_proposals, tmp_path, one_torch_thread):
+    full = Trainer(_config(name, tmp_path / "full", demo_proposals, augment_on, steps=4))
     full.fit()
-    split_cfg = _config(name, tmp_path / "split", cache, augment_on, workers=2, steps=4)
+    split_cfg = _config(name, tmp_path / "split", demo_proposals, augment_on, workers=2, steps=4)
     first = Trainer(split_cfg)
     first.fit(stop_after_steps=2)
     del first

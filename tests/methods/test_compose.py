@@ -19,19 +19,12 @@ SMALL = ["--backbone", "test_resnet", "--batch-size", "4", "--max-steps", "2", "
          "method.image_size=64", "train.progress=false"]
 
 
-@pytest.fixture(scope="module")
-def demo_cache(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("compose") / "random_cache"
-    assert main(["proposals", "--source", "random", "--out", str(cache), "--no-progress"]) == 0
-    return cache
-
-
 @pytest.mark.parametrize("config", ["compose_soco_slotcon_demo.yaml", "compose_byol_slotcon_demo.yaml"])
-def test_demo_composition_trains_and_exports_to_timm(config, demo_cache, tmp_path):
+def test_demo_composition_trains_and_exports_to_timm(config, demo_proposals, tmp_path):
     out = tmp_path / "run"
     args = ["pretrain", "--config", str(CONFIGS / config), "--out", str(out), *SMALL]
     if "soco" in config:
-        args.append(f"data.proposals={demo_cache}")
+        args.append(f"data.proposals={demo_proposals}")
     assert main(args) == 0
     ckpt = out / "checkpoints" / "step_00000002.pth"
     metrics = (out / "metrics.jsonl").read_text()

@@ -13,7 +13,6 @@ import torch
 
 import objssl  # noqa: F401 - registers the built-in methods
 from objssl.backbones import create_backbone
-from objssl.cli import main
 from objssl.data import demo_images
 from objssl.methods import create_method
 from objssl.methods.checks import tiny_kwargs
@@ -28,13 +27,6 @@ CASES += [pytest.param({"name": "compose", "views": v, "objectives": o}, id=f"co
                        ("byol", [{"name": "byol_global"}])]]
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    out = tmp_path_factory.mktemp("device_views") / "cache"
-    assert main(["proposals", "--source", "random", "--out", str(out), "--no-progress"]) == 0
-    return str(out)
-
-
 def _method(method_cfg):
     cls = METHODS.get(method_cfg["name"])
     cfg = {**tiny_kwargs(cls), **{k: v for k, v in method_cfg.items() if k != "name"}, "image_size": SIZE}
@@ -44,8 +36,8 @@ def _method(method_cfg):
     return cls, create_method(method_cfg["name"], create_backbone("test_resnet"), **cfg)
 
 
-def _batch(method, cls, cache, augment_on, n=4, reduced_decode=False):
-    data = {"proposals": cache if cls.needs_proposals(method.hparams) else None, "min_side": 32,
+def _batch(method, cls, demo_proposals, augment_on, n=4, reduced_decode=False):
+    data = {"proposals": demo_proposals if cls.needs_proposals(method.hparams) else None, "min_side": 32,
             "augment_on": augment_on, "reduced_decode": reduced_decode}
     dataset = method.build_dataset(demo_images()[:n], {"data": data})
     batch = method.collate_fn([dataset[(i, 100 + i)] for i in range(n)])
@@ -70,10 +62,10 @@ def _assert_same_fields(loader, device):
 
 
 @pytest.mark.parametrize("method_cfg", CASES)
-def test_device_views_equal_the_loaders(method_cfg, cache, one_torch_thread):
+def test_device_views_equal_the_loaders(method_cfg, demo_proposals, one_torch_thread):
     cls, method = _method(method_cfg)
-    _, loader = _batch(method, cls, cache, "loader")
-    dataset, device = _batch(method, cls, cache, "device")
+    _, loader = _batch(method, cls, demo_proposals, "loader")
+    dataset, device = _batch(method, cls, demo_proposals, "device")
     assert dataset.device_mode and "views" not in device and device["source"].dtype == torch.uint8
     # every sample has its own draw: the colour factors of one view differ across the batch
     factors = device["view_params"][1]["factors"]  # view 1 is a random crop for every method
@@ -94,13 +86,13 @@ def test_device_views_equal_the_loaders(method_cfg, cache, one_torch_thread):
 
 
 @pytest.mark.parametrize("name", ["byol", "soco_star", "univip"])
-def test_reduced_decode_keeps_the_boxes_and_the_views(name, cache, one_torch_thread):
+def test_reduced_decode_keeps_the_boxes_and_the_views(name, demo_proposals, one_torch_thread):
     from objssl.images.decode import image_size
 
     # 64-px views of the 512-px demo photos: most crops allow a 2-8x smaller JPEG decode
     cls, method = _method({"name": name})
-    _, loader = _batch(method, cls, cache, "loader")
-    dataset, device = _batch(method, cls, cache, "device", reduced_decode=True)
+    _, loader = _batch(method, cls, demo_proposals, "loader")
+    dataset, device = _batch(method, cls, demo_proposals, "device", reduced_decode=True)
     full = [image_size(p)[::-1] for p in demo_images()[:4]]
     decoded = [tuple(hw) for hw in device["source_hw"].tolist()]
     assert any(h < H for (h, _), (H, _) in zip(decoded, full))
@@ -117,13 +109,13 @@ def test_reduced_decode_keeps_the_boxes_and_the_views(name, cache, one_torch_thr
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", ["byol", "soco_star", "univip"])
-def test_cuda_makes_the_views_the_cpu_does(name, cache):
+def test_cuda_makes_the_views_the_cpu_does(name, demo_proposals):
     # on CUDA the bilinear crops are one roi_align call (interpolation-level difference, see
     # docs/device_views.md); bicubic views and the colour ops are the same arithmetic
     from objssl.engine.setup import to_device
 
     cls, method = _method({"name": name})
-    dataset, device = _batch(method, cls, cache, "device")
+    dataset, device = _batch(method, cls, demo_proposals, "device")
     cpu = dataset.transform.device_views(device)
     cuda = dataset.transform.device_views(to_device(device, torch.device("cuda"), channels_last=False))
     for a, b in zip(cpu["views"], cuda["views"]):
