@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 
 ARGS = [
@@ -27,9 +28,10 @@ def _run(cmd, env):
     return proc
 
 
-def test_two_process_gloo_equals_one_process(tmp_path, photo_folder):
+@pytest.mark.parametrize("augment_on", ["loader", "device"])
+def test_two_process_gloo_equals_one_process(tmp_path, photo_folder, augment_on):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    common = ARGS + ["--data", str(photo_folder)]
+    common = ARGS + ["--data", str(photo_folder), f"data.augment_on={augment_on}"]
     _run([sys.executable, "-m", "objssl.cli", *common, "--out", str(tmp_path / "one")], env)
     _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
           str(_free_port()), "-m", "objssl.cli", *common, "--out", str(tmp_path / "two")], env)
@@ -49,7 +51,7 @@ def test_two_process_gloo_equals_one_process(tmp_path, photo_folder):
     l1 = [float(line.split('"loss": ')[1].split(",")[0]) for line in open(tmp_path / "one" / "metrics.jsonl")]
     l2 = [float(line.split('"loss": ')[1].split(",")[0]) for line in open(tmp_path / "two" / "metrics.jsonl")]
     assert len(l1) == len(l2) == 2
-    assert l1 == __import__("pytest").approx(l2, abs=1e-5)
+    assert l1 == pytest.approx(l2, abs=1e-5)
 
 
 FAIL_ON_RANK_1 = '''
