@@ -42,8 +42,12 @@ Modules, one job each: :mod:`~objssl.data.views.view_spec` (one view's geometry 
 :mod:`~objssl.data.views.pair_selection` (SoCo's per-pair sets),
 :mod:`~objssl.data.views.box_cutout` (SoCo's box cutout),
 :mod:`~objssl.data.views.events` (the counted fallbacks),
-:mod:`~objssl.data.views.instances` (UniVIP's instance canvas) and
+:mod:`~objssl.data.views.instances` (UniVIP's instance canvas),
+:mod:`~objssl.data.views.view_maker` (one view's pixels, or its parameters for the training device) and
 :mod:`~objssl.data.views.box_aware_views` (the transform).
+
+With ``augment_on="device"`` the same draws are made and the views' pixels are left to the training
+device (:mod:`objssl.data.device`, docs/device_views.md).
 """
 
 from objssl.data.views.box_aware_views import BoxAwareViews

@@ -11,29 +11,19 @@ from typing import Any
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision import tv_tensors
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from objssl.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ViewAugmentation, photometric_transform
 from objssl.data.device.augment import DeviceAugment
-from objssl.data.device.params import ViewParams, draw_colour
 from objssl.data.device.pipeline import DeviceView
-from objssl.data.views.box_cutout import draw_cutout_squares, fill_squares
-from objssl.data.views.box_geometry import (
-    boxes_in_crop_view,
-    jitter_boxes,
-    overlap_in_view,
-    resize_boxes,
-    visible_in_crops,
-)
+from objssl.data.transforms import ViewAugmentation
+from objssl.data.views.box_geometry import jitter_boxes, overlap_in_view, visible_in_crops
 from objssl.data.views.box_selection import select_boxes
 from objssl.data.views.crops import draw_crops, overlap_ok
 from objssl.data.views.events import STAT_KEYS
 from objssl.data.views.instances import InstanceCanvas
 from objssl.data.views.pair_selection import pair_views, pairs_visible, select_pair_sets
 from objssl.data.views.presets import preset_kwargs, provided_fields
+from objssl.data.views.view_maker import MadeViews, ViewMaker
 from objssl.data.views.view_spec import BoxViewSpec
 
 log = logging.getLogger(__name__)
@@ -44,25 +34,6 @@ __all__ = ["BoxAwareViews", "BOX_SETS", "AUGMENT_ON"]
 BOX_SETS = ("shared", "per_pair")
 #: where a view's pixels are made: in the loader (here) or on the training device (docs/device_views.md)
 AUGMENT_ON = ("loader", "device")
-
-
-class _Views:
-    """What step 3 makes, view by view: pixels (loader), parameters (device), boxes, cutout squares."""
-
-    def __init__(self) -> None:
-        self.views: list[Tensor | None] = []
-        self.params: list[dict[str, Tensor]] = []
-        self.cutout: list[Tensor] = []
-        self.boxes: list[Tensor] = []
-        self.geometric: list[Tensor] = []  # uint8 pixels after crop/resize/flip, before colour (loader)
-
-    def fields(self, source: Tensor | None) -> dict[str, Any]:
-        if not self.params:
-            return {"views": self.views, "boxes": self.boxes}
-        out: dict[str, Any] = {"view_params": self.params, "cutout": self.cutout, "boxes": self.boxes}
-        if source is not None:
-            out["source"] = source
-        return out
 
 
 class BoxAwareViews:
@@ -191,8 +162,7 @@ class BoxAwareViews:
         self.fallback_min_size = float(fallback_min_size)
         self.proposals, self.box_filter, self.normalize = proposals, box_filter, normalize
         # blur kernels follow each view's own size (~10 % of its side)
-        self._colour = [photometric_transform(replace(s.color, size=s.hw[0]), normalize=False) for s in self.views]
-        self._norm = v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+        self._maker = ViewMaker(self.views, k=self.k, normalize=normalize, device=self.device)
         self.stats = {key: 0 for key in ("samples", *STAT_KEYS)}
         if instance_canvas and not self.k:
             raise ValueError("BoxAwareViews: instance_canvas needs boxes (k > 0)")
@@ -316,13 +286,13 @@ class BoxAwareViews:
         )
 
         # 3. views: boxes through the same v2 calls as the pixels (made here, or on the device)
-        made = _Views()
+        made = MadeViews()
         for v, spec in enumerate(self.views):
             j = spec.source_view()
             vb_img = None
             if j is None:
                 vb_img = jitter_boxes(sel_boxes, spec.box_jitter, spec.box_jitter_p, (H, W)) if self.k else sel_boxes
-            self._view(made, v, img, (H, W), crops, flips, vb_img, mask, made.boxes[j] if j is not None else None)
+            self._maker.make(made, v, img, (H, W), crops, flips, vb_img, mask, made.boxes[j] if j is not None else None)
 
         overlap, overlap_valid = self._overlaps(crops, flips)
         extra = {}
@@ -377,7 +347,7 @@ class BoxAwareViews:
         P, K = mask.shape
 
         # 3. views; view 0 carries every pair's set, jittered per pair (a same:J pair shares J's draw)
-        made = _Views()
+        made = MadeViews()
         for v, spec in enumerate(self.views):
             j = spec.source_view()
             if v == 0:
@@ -393,7 +363,7 @@ class BoxAwareViews:
             source = None
             if j is not None:
                 source = made.boxes[j] if j > 0 else made.boxes[0][v - 1]  # a same:0 view: its own pair's set
-            self._view(made, v, img, (H, W), crops, flips, vb_img, vmask, source)
+            self._maker.make(made, v, img, (H, W), crops, flips, vb_img, vmask, source)
 
         overlap, overlap_valid = self._overlaps(crops, flips)
         return {
@@ -408,46 +378,6 @@ class BoxAwareViews:
             "image_size": torch.tensor([H, W]),
             "view_events": torch.tensor(events),
         }
-
-    def _view(self, made: _Views, v: int, img: Tensor | None, hw: tuple[int, int], crops: Tensor, flips: Tensor,
-              vb_img: Tensor | None, vmask: Tensor, source_boxes: Tensor | None) -> None:
-        """View ``v``: its boxes (``vb_img`` in image pixels, or the ``same:J`` source view's
-        ``source_boxes``), then its pixels here or its colour draw for the device, then its cutout
-        squares; the draws are made in the same order on both paths."""
-        spec = self.views[v]
-        j = spec.source_view()
-        if j is not None:  # "view J resized": J's pixels before colour, at this size (SoCo*)
-            vb = resize_boxes(source_boxes.reshape(-1, 4), self.views[j].hw, spec.hw)
-        else:
-            vb = boxes_in_crop_view(vb_img, crops[v], bool(flips[v]), spec.hw, hw)
-        vb = vb.reshape(*vmask.shape, 4)
-        pix = None
-        if self.device:
-            made.params.append(ViewParams(tuple(float(c) for c in crops[v]), bool(flips[v]),
-                                          draw_colour(spec.color)).as_tensors())
-        else:
-            if j is not None:
-                raw = TF.resize(made.geometric[j], list(spec.hw), interpolation=InterpolationMode(spec.interpolation),
-                                antialias=True)
-            else:
-                x1, y1, x2, y2 = (int(round(float(c))) for c in crops[v])
-                raw = TF.resized_crop(img, y1, x1, y2 - y1, x2 - x1, list(spec.hw),
-                                      interpolation=InterpolationMode(spec.interpolation), antialias=True)
-                raw = TF.horizontal_flip(raw) if bool(flips[v]) else raw
-            made.geometric.append(raw)
-            # uint8 throughout, so bicubic overshoot is already clamped before the colour ops
-            pix = self._colour[v](tv_tensors.Image(raw)).as_subclass(Tensor)
-            pix = self._norm(pix) if self.normalize else pix
-        if not spec.carries_boxes or not self.k:
-            vb = torch.zeros(*vmask.shape, 4)
-        squares = torch.zeros(0, 4, dtype=torch.long)
-        if spec.cutout_p > 0 and spec.carries_boxes and self.k:  # SoCo cuts the normalised image
-            squares = draw_cutout_squares(vb.reshape(-1, 4), vmask.reshape(-1), spec.cutout_p, spec.cutout_area)
-            if pix is not None:
-                pix = fill_squares(pix[None], squares[None])[0]
-        made.views.append(pix)
-        made.cutout.append(squares)
-        made.boxes.append(vb * vmask[..., None])
 
     def _overlaps(self, crops: Tensor, flips: Tensor) -> tuple[Tensor, Tensor]:
         overlap = torch.stack([

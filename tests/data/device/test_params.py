@@ -118,7 +118,7 @@ def test_colour_draw_in_place_of_the_box_aware_colour_keeps_the_rng(photos):
     for name in VIEW_PRESETS:
         views = BoxAwareViews.from_preset(name, size=64)
         for v, spec in enumerate(views.views):
-            real = views._colour[v]
+            real = views._maker._colour[v]
             aug = replace(spec.color, size=spec.hw[0])
 
             def checking(img, real=real, aug=aug):
@@ -132,7 +132,7 @@ def test_colour_draw_in_place_of_the_box_aware_colour_keeps_the_rng(photos):
                 checked += 1
                 return out
 
-            views._colour[v] = checking
+            views._maker._colour[v] = checking
         boxes = torch.tensor([[10.0, 10.0, 200.0, 200.0], [100.0, 50.0, 400.0, 300.0], [0.0, 0.0, 300.0, 300.0],
                               [50.0, 60.0, 250.0, 280.0], [200.0, 100.0, 500.0, 330.0]])
         for seed in range(3):
@@ -148,7 +148,7 @@ def test_device_view_of_a_box_view_spec_uses_the_loaders_blur_kernel():
 
     views = BoxAwareViews.from_preset("soco_star")
     for v, spec in enumerate(views.views):
-        blur = [t for t in views._colour[v].transforms if isinstance(t, v2.RandomApply)
+        blur = [t for t in views._maker._colour[v].transforms if isinstance(t, v2.RandomApply)
                 and isinstance(t.transforms[0], v2.GaussianBlur)]
         dv = DeviceView.from_view_spec(spec)
         assert dv.size == spec.hw and dv.interpolation == spec.interpolation
