@@ -72,7 +72,11 @@ def _clip(boxes: Any, width: int, height: int) -> Tensor:
     return torch.stack([x1, y1, x2, y2], dim=1)
 
 
-def _size(image: Image.Image | tuple[int, int]) -> tuple[int, int]:
+#: an RGB PIL image, or (device mode) only its ``(H, W)``
+ImageOrSize = Image.Image | tuple[int, int]
+
+
+def _size(image: ImageOrSize) -> tuple[int, int]:
     """``(width, height)`` of a PIL image or of an ``(H, W)`` size."""
     return image.size if isinstance(image, Image.Image) else (int(image[1]), int(image[0]))
 
@@ -144,12 +148,13 @@ class RoIPairViews:
                 inter = [(FROM_IMAGE, query[k]), (FROM_NEIGHBOUR, _clip(pairs[1], *neighbour_size)[k])]
         return events, intra + inter
 
-    def __call__(self, image: Image.Image | tuple[int, int], boxes: Any, neighbour: Image.Image | tuple[int, int] | None,
+    def __call__(self, image: ImageOrSize, boxes: Any, neighbour: ImageOrSize | None,
                  pairs: tuple[Any, Any] | None) -> dict[str, Any]:
         if self.augment_on == "device":
             return self._draw(image, boxes, neighbour, pairs)
         if not isinstance(image, Image.Image):
-            raise TypeError(f"RoIPairViews (augment_on='loader'): image must be a PIL image, got {type(image).__name__}")
+            raise TypeError("RoIPairViews (augment_on='loader'): image must be a PIL image, "
+                            f"got {type(image).__name__}")
         events, patches = self._draw_boxes(image.size, boxes, None if neighbour is None else neighbour.size, pairs)
         views = self.image_views(image)["views"]
         sources = (image, neighbour)
@@ -159,11 +164,12 @@ class RoIPairViews:
         return {"views": views, "roi_intra": torch.stack(cut[:2]), "roi_inter": torch.stack(cut[2:]),
                 "roi_events": torch.tensor([events[k] for k in ROI_EVENTS])}
 
-    def _draw(self, image: Image.Image | tuple[int, int], boxes: Any, neighbour: Image.Image | tuple[int, int] | None,
+    def _draw(self, image: ImageOrSize, boxes: Any, neighbour: ImageOrSize | None,
               pairs: tuple[Any, Any] | None) -> dict[str, Any]:
         """The device mode: the loader path's draws, no pixels."""
         width, height = _size(image)
-        events, patches = self._draw_boxes((width, height), boxes, None if neighbour is None else _size(neighbour), pairs)
+        neighbour_size = None if neighbour is None else _size(neighbour)
+        events, patches = self._draw_boxes((width, height), boxes, neighbour_size, pairs)
         views = draw_image_views(self.image_augs, (height, width))
         params = [draw_patch_params(self.patch_augs[k % 2], box) for k, (_, box) in enumerate(patches)]
         return {"view_params": [p.as_tensors() for p in views], "patch_params": [p.as_tensors() for p in params],

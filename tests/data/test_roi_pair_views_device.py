@@ -78,8 +78,8 @@ def test_dataset_samples_match_the_loader_paths(demo_correspondence):
         assert torch.equal(b["source"], TF.pil_to_tensor(image)) and b["source"].dtype == torch.uint8
         assert torch.equal(b["neighbour_source"], TF.pil_to_tensor(neighbour))
         # the first intra patch's crop is one of the image's stored boxes
-        crop = b["patch_params"][0]["crop"]
-        assert any(torch.equal(crop, box.float()) for box in torch.tensor(np.array(store.boxes(store.index_of(paths[b["index"]])))))
+        crop, stored = b["patch_params"][0]["crop"], np.array(store.boxes(store.index_of(paths[b["index"]])))
+        assert any(torch.equal(crop, box.float()) for box in torch.tensor(stored))
         sources.update(b["patch_source"].tolist())
     assert sources == {FROM_IMAGE, FROM_NEIGHBOUR}
 
