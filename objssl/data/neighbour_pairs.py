@@ -14,8 +14,9 @@ With a device-mode transform (``RoIPairViews(augment_on="device")``) the transfo
 the two images' sizes) and the sample carries the decoded pixels, ``source`` (the image) and
 ``neighbour_source`` (the neighbour; :data:`NO_NEIGHBOUR` when none could be read, never cut from:
 every patch's ``patch_source`` is then the image), both ``uint8 [3, H, W]``. Both images are decoded
-at full size (no reduced decode: the patches' boxes are only known once both images, and the drawn
-neighbour, are read), and the draws are made from the decoded sizes, as the loader path's.
+at full size (``ImageDataset._load`` without a reduction: no decode bound over the two views and the
+four patches, from two images, is worked out), and the draws are made from the decoded sizes, as
+the loader path's.
 """
 
 from __future__ import annotations
