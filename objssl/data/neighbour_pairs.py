@@ -9,6 +9,14 @@ A bad image ``i`` is skipped and replaced by the next one, as in :class:`objssl.
 (whose loading this reuses). A neighbour that cannot be read is skipped the same way — counted in
 ``skipped`` and replaced by the next slot's neighbour (with that slot's pairs); when none of the ``k``
 can be read, the inter-RoI pair falls back to the intra-RoI pair (event ``no_neighbour``).
+
+With a device-mode transform (``RoIPairViews(augment_on="device")``) the transform only draws (from
+the two images' sizes) and the sample carries the decoded pixels, ``source`` (the image) and
+``neighbour_source`` (the neighbour; :data:`NO_NEIGHBOUR` when none could be read, never cut from:
+every patch's ``patch_source`` is then the image), both ``uint8 [3, H, W]``. Both images are decoded
+at full size (``ImageDataset._load`` without a reduction: no decode bound over the two views and the
+four patches, from two images, is worked out), and the draws are made from the decoded sizes, as
+the loader path's.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torchvision.transforms.v2 import functional as TF
 
 from objssl.data.dataset import ImageDataset, seeded
 from objssl.data.roi_pair_views import RoIPairViews
@@ -27,7 +36,10 @@ from objssl.images.decode import BadImageError, load_rgb
 if TYPE_CHECKING:
     from objssl.correspondence.store import CorrespondenceStore
 
-__all__ = ["NeighbourPairDataset"]
+__all__ = ["NeighbourPairDataset", "NO_NEIGHBOUR"]
+
+#: ``neighbour_source`` of a device-mode sample without a neighbour: one black pixel (no patch reads it)
+NO_NEIGHBOUR = torch.zeros(3, 1, 1, dtype=torch.uint8)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +56,7 @@ class NeighbourPairDataset(ImageDataset):
     ``dataset[(i, seed)]``: every draw (slot, boxes, pair, augmentations) is seeded with ``seed``. The
     sample has the fields of :class:`RoIPairViews` plus ``index`` (the image used), ``neighbour``
     (the neighbour's index in the store, -1 for none) and ``skipped`` (bad files passed over, neighbours
-    included).
+    included); in device mode also ``source`` and ``neighbour_source`` (module docstring).
 
     Raises:
         KeyError: an image of ``paths`` is not in ``store`` (the method's ``check_data`` says so first).
@@ -83,6 +95,9 @@ class NeighbourPairDataset(ImageDataset):
             slot, neighbour, j, bad = self._neighbour(row, slot) if k > 0 else (-1, None, -1, 0)
             pairs = self.store.pairs(row, slot)[:2] if neighbour is not None else None
             sample = self.transform(image, self.store.boxes(row), neighbour, pairs)
+        if self.device_mode:
+            sample["source"] = TF.pil_to_tensor(image)
+            sample["neighbour_source"] = NO_NEIGHBOUR if neighbour is None else TF.pil_to_tensor(neighbour)
         sample["index"] = i
         sample["neighbour"] = j
         sample["skipped"] = skipped + bad

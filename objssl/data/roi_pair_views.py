@@ -18,6 +18,11 @@ Source: ``ORL:openselfsup/datasets/orl.py`` (``ORLDataset.__getitem__``) and the
 Fallbacks (ORL has none: its stage 2 never stores an empty box list or pair list, and an image without
 proposals would fail there) are counted in ``roi_events`` (:data:`objssl.data.roi_pair_events.ROI_EVENTS`).
 All draws use torch's global RNG, seeded per sample by the dataset.
+
+With ``augment_on="device"`` the transform only draws: the same torch RNG calls in the same order
+(box, jitter, pair, the whole views' draws, then each patch's flip and colour: intra first, inter
+second), from the images' sizes alone; the pixels are made on the training device
+(:class:`objssl.data.device.patch_views.DevicePatchViews`, its ``device_views``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from torch import Tensor
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as TF
 
+from objssl.data.device.params import draw_image_views
+from objssl.data.device.patch_views import FROM_IMAGE, FROM_NEIGHBOUR, DevicePatchViews, draw_patch_params
 from objssl.data.roi_jitter import jitter_box
 from objssl.data.roi_pair_events import ROI_EVENTS
 from objssl.data.transforms import BYOL_VIEWS, MultiViewTransform, ViewAugmentation, photometric_transform
@@ -65,6 +72,15 @@ def _clip(boxes: Any, width: int, height: int) -> Tensor:
     return torch.stack([x1, y1, x2, y2], dim=1)
 
 
+#: an RGB PIL image, or (device mode) only its ``(H, W)``
+ImageOrSize = Image.Image | tuple[int, int]
+
+
+def _size(image: ImageOrSize) -> tuple[int, int]:
+    """``(width, height)`` of a PIL image or of an ``(H, W)`` size."""
+    return image.size if isinstance(image, Image.Image) else (int(image[1]), int(image[0]))
+
+
 class RoIPairViews:
     """``(image, boxes, neighbour, pairs) → sample`` (see the module docstring).
 
@@ -72,33 +88,45 @@ class RoIPairViews:
         image_size: side of the whole-image views (224).
         patch_size: side of the RoI patches (96).
         augmentations: view 1's and view 2's (BYOL_VIEWS); their size is replaced by the two sides above.
+        augment_on: ``"loader"`` (pixels made here) or ``"device"`` (parameters drawn here, pixels made
+            by :attr:`device_views` on the training device).
 
-    Call arguments: ``image`` and ``neighbour`` RGB PIL images (``neighbour`` None: none could be read);
-    ``boxes`` ``[M, 4]`` xyxy original pixels of ``image`` (M may be 0); ``pairs`` ``(query [P, 4],
-    neighbour [P, 4])`` xyxy boxes of the image and of the neighbour (P may be 0; None with no neighbour).
+    Call arguments: ``image`` and ``neighbour`` RGB PIL images (``neighbour`` None: none could be read;
+    in device mode ``(H, W)`` sizes do as well); ``boxes`` ``[M, 4]`` xyxy original pixels of ``image``
+    (M may be 0); ``pairs`` ``(query [P, 4], neighbour [P, 4])`` xyxy boxes of the image and of the
+    neighbour (P may be 0; None with no neighbour).
 
-    Returns ``{"views": [Tensor[3, S, S]] * 2, "roi_intra": Tensor[2, 3, p, p], "roi_inter": Tensor[2, 3, p, p],
-    "roi_events": long[len(ROI_EVENTS)]}``.
+    Returns, made in the loader, ``{"views": [Tensor[3, S, S]] * 2, "roi_intra": Tensor[2, 3, p, p],
+    "roi_inter": Tensor[2, 3, p, p], "roi_events": long[len(ROI_EVENTS)]}``; in device mode
+    ``{"view_params": [dict] * 2, "patch_params": [dict] * 4, "patch_source": long[4], "roi_events": ...}``
+    (:meth:`~objssl.data.device.params.ViewParams.as_tensors` dicts; the patches in the order intra
+    first, intra second, inter first, inter second; ``patch_source`` 0: cut from the image, 1: from the
+    neighbour). The caller attaches the pixels (:class:`objssl.data.neighbour_pairs.NeighbourPairDataset`).
     """
 
     def __init__(self, *, image_size: int = 224, patch_size: int = 96,
-                 augmentations: Sequence[ViewAugmentation] = BYOL_VIEWS) -> None:
+                 augmentations: Sequence[ViewAugmentation] = BYOL_VIEWS, augment_on: str = "loader") -> None:
         if patch_size < 8:
             raise ValueError(f"RoIPairViews: patch_size must be >= 8, got {patch_size}")
         if len(augmentations) != 2:
             raise ValueError(f"RoIPairViews: two view augmentations are needed, got {len(augmentations)}")
-        self.image_size, self.patch_size = image_size, patch_size
-        self.image_views = MultiViewTransform.from_augmentations([replace(a, size=image_size) for a in augmentations])
-        self.patch_views = [patch_transform(replace(a, size=patch_size)) for a in augmentations]
+        if augment_on not in ("loader", "device"):
+            raise ValueError(f"RoIPairViews: augment_on must be 'loader' or 'device', got {augment_on!r}")
+        self.image_size, self.patch_size, self.augment_on = image_size, patch_size, augment_on
+        self.image_augs = tuple(replace(a, size=image_size) for a in augmentations)
+        self.patch_augs = tuple(replace(a, size=patch_size) for a in augmentations)
+        self.image_views = MultiViewTransform.from_augmentations(self.image_augs)
+        self.patch_views = [patch_transform(a) for a in self.patch_augs]
+        #: makes a device-mode batch's pixels on the training device (None in the loader mode)
+        self.device_views = (DevicePatchViews.from_augmentations(self.image_augs, self.patch_augs)
+                             if augment_on == "device" else None)
 
-    def _patches(self, first: tuple[Image.Image, Tensor], second: tuple[Image.Image, Tensor]) -> Tensor:
-        return torch.stack([t(crop_patch(img, box, self.patch_size))
-                            for t, (img, box) in zip(self.patch_views, (first, second))])
-
-    def __call__(self, image: Image.Image, boxes: Any, neighbour: Image.Image | None,
-                 pairs: tuple[Any, Any] | None) -> dict[str, Any]:
+    def _draw_boxes(self, size: tuple[int, int], boxes: Any, neighbour_size: tuple[int, int] | None,
+                    pairs: tuple[Any, Any] | None) -> tuple[dict[str, int], list[tuple[int, Tensor]]]:
+        """``(events, [(source, box)] * 4)``: the four patches' boxes (intra first, intra second, inter
+        first, inter second) and which image each is cut from (FROM_IMAGE / FROM_NEIGHBOUR)."""
         events = dict.fromkeys(ROI_EVENTS, 0)
-        width, height = image.size
+        width, height = size
         own = _clip(boxes, width, height)
         if len(own) == 0:
             events["no_boxes"] = 1
@@ -107,8 +135,9 @@ class RoIPairViews:
             box1 = own[int(torch.randint(len(own), ()))]
         box2, found = jitter_box(box1, width, height)
         events["jitter_kept_box"] = int(not found)
-        inter: tuple[tuple[Image.Image, Tensor], tuple[Image.Image, Tensor]] = ((image, box1), (image, box2))
-        if neighbour is None:
+        intra = [(FROM_IMAGE, box1), (FROM_IMAGE, box2)]
+        inter = intra
+        if neighbour_size is None:
             events["no_neighbour"] = 1
         else:
             query = _clip(pairs[0], width, height)
@@ -116,10 +145,37 @@ class RoIPairViews:
                 events["no_pairs"] = 1
             else:
                 k = int(torch.randint(len(query), ()))
-                inter = ((image, query[k]), (neighbour, _clip(pairs[1], *neighbour.size)[k]))
+                inter = [(FROM_IMAGE, query[k]), (FROM_NEIGHBOUR, _clip(pairs[1], *neighbour_size)[k])]
+        return events, intra + inter
+
+    def __call__(self, image: ImageOrSize, boxes: Any, neighbour: ImageOrSize | None,
+                 pairs: tuple[Any, Any] | None) -> dict[str, Any]:
+        if self.augment_on == "device":
+            return self._draw(image, boxes, neighbour, pairs)
+        if not isinstance(image, Image.Image):
+            raise TypeError("RoIPairViews (augment_on='loader'): image must be a PIL image, "
+                            f"got {type(image).__name__}")
+        events, patches = self._draw_boxes(image.size, boxes, None if neighbour is None else neighbour.size, pairs)
         views = self.image_views(image)["views"]
-        return {"views": views, "roi_intra": self._patches((image, box1), (image, box2)),
-                "roi_inter": self._patches(*inter), "roi_events": torch.tensor([events[k] for k in ROI_EVENTS])}
+        sources = (image, neighbour)
+        # one patch after the other (crop, flip, colour): the RNG order the device mode draws in
+        cut = [self.patch_views[k % 2](crop_patch(sources[src], box, self.patch_size))
+               for k, (src, box) in enumerate(patches)]
+        return {"views": views, "roi_intra": torch.stack(cut[:2]), "roi_inter": torch.stack(cut[2:]),
+                "roi_events": torch.tensor([events[k] for k in ROI_EVENTS])}
+
+    def _draw(self, image: ImageOrSize, boxes: Any, neighbour: ImageOrSize | None,
+              pairs: tuple[Any, Any] | None) -> dict[str, Any]:
+        """The device mode: the loader path's draws, no pixels."""
+        width, height = _size(image)
+        neighbour_size = None if neighbour is None else _size(neighbour)
+        events, patches = self._draw_boxes((width, height), boxes, neighbour_size, pairs)
+        views = draw_image_views(self.image_augs, (height, width))
+        params = [draw_patch_params(self.patch_augs[k % 2], box) for k, (_, box) in enumerate(patches)]
+        return {"view_params": [p.as_tensors() for p in views], "patch_params": [p.as_tensors() for p in params],
+                "patch_source": torch.tensor([src for src, _ in patches]),
+                "roi_events": torch.tensor([events[k] for k in ROI_EVENTS])}
 
     def __repr__(self) -> str:
-        return f"RoIPairViews(image_size={self.image_size}, patch_size={self.patch_size})"
+        return (f"RoIPairViews(image_size={self.image_size}, patch_size={self.patch_size}, "
+                f"augment_on={self.augment_on!r})")

@@ -16,6 +16,7 @@ from objssl.data.neighbour_pairs import NeighbourPairDataset
 from objssl.data.roi_pair_events import collate_neighbour_pairs
 from objssl.data.roi_pair_views import RoIPairViews
 from objssl.errors import ConfigError, DataError
+from objssl.methods.base import augment_on_of
 from objssl.methods.byol import BYOL
 from objssl.methods.objective_method import ObjectiveMethod
 from objssl.objectives import BYOLGlobal, ORLInterRoI, ORLIntraRoI
@@ -95,5 +96,9 @@ class ORL(ObjectiveMethod):
         return BYOL.transform_for({"image_size": cls.config_value(method_cfg, "image_size")}, augment_on=augment_on)
 
     def build_dataset(self, paths: Sequence[str], cfg: Mapping[str, Any]) -> NeighbourPairDataset:
-        views = RoIPairViews(image_size=self.hparams["image_size"], patch_size=self.hparams["patch_size"])
+        """The stage-3 dataset; ``data.augment_on=device``: the loader draws, the device makes the pixels
+        (:class:`RoIPairViews`; both images are always decoded at full size, ``data.reduced_decode``
+        does not apply)."""
+        views = RoIPairViews(image_size=self.hparams["image_size"], patch_size=self.hparams["patch_size"],
+                             augment_on=augment_on_of(cfg["data"]))
         return NeighbourPairDataset(paths, self.open_store(cfg["data"]), views, min_side=cfg["data"]["min_side"])
