@@ -38,8 +38,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "num_workers": 2,
         "min_side": 32,  # images with a shorter side are skipped (counted, logged)
         "proposals": None,  # proposal cache, for object-level methods
-        # auto | cpu | cuda: device of the batched JPEG decode (objssl.images.batch_decode) for views
-        # made on the device; views made in loader workers decode with Pillow there whatever this says
+        # auto | cpu | cuda: with views made on a CUDA device (augment_on), cuda (auto: when available)
+        # decodes each batch's JPEGs there (objssl.images.batch_decode); cpu, or views made in the
+        # loader, decode with Pillow in the loader workers
         "decode": "auto",
         # auto | loader | device: where the views' pixels are made (docs/device_views.md); auto: on the
         # training device when it is a GPU, in the loader workers otherwise

@@ -32,7 +32,8 @@ def collate_views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     Device-mode samples (views made on the training device, :mod:`objssl.data.device.augment`):
     ``source`` images of different sizes → one ``uint8 [B, 3, H, W]`` (:func:`~objssl.data.device.geometry.pad_images`)
-    and ``source_hw`` ``long [B, 2]``; ``view_params`` → one dict of stacked parameters per view.
+    and ``source_hw`` ``long [B, 2]``; ``view_params`` → one dict of stacked parameters per view;
+    ``encoded`` (bytes to decode on the device) and ``encoded_path`` → lists.
 
     Samples that carry ``view_events`` (``long [len(STAT_KEYS)]``, the counted fallbacks of
     :class:`~objssl.data.views.BoxAwareViews`) also give ``counters``: ``{"views/<STAT_KEY>": long
@@ -50,6 +51,8 @@ def collate_views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         values = [s[key] for s in samples]
         if key == "source":
             out["source"], out["source_hw"] = pad_images(values)
+        elif key in ("encoded", "encoded_path"):  # bytes decoded on the device, and their names
+            out[key] = list(values)
         elif key == "view_params":
             if len({len(v) for v in values}) != 1:
                 raise ValueError("collate_views: samples have different numbers of 'view_params'")

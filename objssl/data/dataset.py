@@ -12,6 +12,10 @@ where the draws allow it (:meth:`objssl.data.device.augment.DeviceAugment.max_re
 mode), and attaches it as ``source`` (``uint8 [3, h, w]``), the crops moved onto the decoded size.
 The draws are the loader path's for the same seed: a file that fails to decode after its header was
 read is skipped and the next image gets the same seed, as with the loader path.
+
+With ``decode_on="device"`` (JPEGs decoded in batches on the GPU, ``data.decode``) the worker does not
+decode at all: it reads the file's bytes and header, draws, and attaches ``encoded`` (the bytes) and
+``encoded_path``; :class:`objssl.data.device.encoded.DecodeOnDevice` decodes the batch at full size.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from objssl.images.decode import BadImageError, load_rgb
+from objssl.images.decode import BadImageError, encoded_size, load_rgb, read_encoded
 
 __all__ = ["ImageDataset", "seeded"]
 
@@ -60,6 +64,8 @@ class ImageDataset(Dataset):
         max_skips: how many consecutive bad files to skip before giving up on one sample.
         reduced_decode: for a device-mode transform, decode JPEGs reduced where its draws allow
             (module docstring); off: always at full size.
+        decode_on: for a device-mode transform, ``"loader"`` (Pillow, here) or ``"device"`` (send the
+            encoded bytes; module docstring).
 
     ``dataset[i]`` or ``dataset[(i, seed)]``: with a seed, the transform's randomness is seeded
     with it (see :class:`objssl.data.sampler.ResumableBatchSampler`). A transform with the attribute
@@ -75,6 +81,7 @@ class ImageDataset(Dataset):
         min_side: int = 32,
         max_skips: int = 50,
         reduced_decode: bool = True,
+        decode_on: str = "loader",
     ) -> None:
         if not paths:
             raise ValueError("ImageDataset needs at least one image path")
@@ -83,6 +90,9 @@ class ImageDataset(Dataset):
         self.min_side = min_side
         self.max_skips = max_skips
         self.reduced_decode = reduced_decode
+        if decode_on not in ("loader", "device"):
+            raise ValueError(f"ImageDataset: decode_on must be 'loader' or 'device', got {decode_on!r}")
+        self.decode_on = decode_on
         self._warned: set[int] = set()
 
     def __len__(self) -> int:
@@ -104,9 +114,7 @@ class ImageDataset(Dataset):
                 return i, load_rgb(self.paths[i], min_side=self.min_side, max_reduction=r), skipped
             except BadImageError as exc:
                 skipped += 1
-                if i not in self._warned:  # once per file and worker
-                    self._warned.add(i)
-                    log.warning("skipping bad image (replaced by the next one): %s", exc)
+                self._warn_once(i, exc)
         raise RuntimeError(
             f"{skipped} consecutive images starting at {self.paths[index]!r} are unreadable; "
             "check the data set"
@@ -141,10 +149,34 @@ class ImageDataset(Dataset):
         sample["source"] = source
         return i, sample, skipped
 
+    def _encoded_sample(self, index: int, seed: int | None) -> tuple[int, dict[str, Any], int]:
+        """Read the bytes and the header, draw, attach ``encoded`` (decoded later, on the device)."""
+        skipped = 0
+        for attempt in range(min(self.max_skips, len(self.paths)) + 1):
+            i = (index + attempt) % len(self.paths)
+            try:
+                data = read_encoded(self.paths[i])
+                hw = encoded_size(data, self.paths[i], min_side=self.min_side)
+            except BadImageError as exc:
+                skipped += 1
+                self._warn_once(i, exc)
+                continue
+            sample = self._call_transform(hw, i, seed)
+            sample["encoded"], sample["encoded_path"] = data, self.paths[i]
+            return i, sample, skipped
+        raise RuntimeError(f"{skipped} consecutive images starting at {self.paths[index]!r} are unreadable; "
+                           "check the data set")
+
+    def _warn_once(self, i: int, exc: BadImageError) -> None:
+        if i not in self._warned:  # once per file and worker
+            self._warned.add(i)
+            log.warning("skipping bad image (replaced by the next one): %s", exc)
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         index, seed = key if isinstance(key, tuple) else (key, None)
         if self.device_mode:
-            i, sample, skipped = self._device_sample(int(index), seed)
+            read = self._encoded_sample if self.decode_on == "device" else self._device_sample
+            i, sample, skipped = read(int(index), seed)
             sample["index"] = i
             sample["skipped"] = skipped
             return sample

@@ -25,6 +25,7 @@ from objssl.methods import create_method
 from objssl.registry import METHODS
 
 __all__ = ["Parts", "Schedule", "build_parts", "build_schedule", "build_loader", "resolve_data", "resolve_augment_on",
+           "resolve_decode_on",
            "total_steps_for"]
 
 log = logging.getLogger("objssl.train")
@@ -76,8 +77,19 @@ def _build_method_and_dataset(cfg: dict[str, Any], backbone: nn.Module, paths: l
     ``data.augment_on`` resolved for ``device``."""
     name = cfg["method"]["name"]
     method = create_method(name, backbone, **{k: v for k, v in cfg["method"].items() if k != "name"})
-    data_cfg = {**cfg["data"], "augment_on": resolve_augment_on(cfg["data"], device)}
+    augment_on = resolve_augment_on(cfg["data"], device)
+    data_cfg = {**cfg["data"], "augment_on": augment_on, "decode_on": resolve_decode_on(cfg["data"], augment_on, device)}
     return method, method.build_dataset(paths, {**cfg, "data": data_cfg})
+
+
+def resolve_decode_on(data_cfg: dict[str, Any], augment_on: str, device: torch.device) -> str:
+    """Where the JPEGs of a run are decoded: ``device`` (in batches, nvJPEG) when the views are made on a
+    CUDA training device and ``data.decode`` resolves to cuda; ``loader`` (Pillow in the workers) otherwise."""
+    if augment_on != "device" or device.type != "cuda":
+        return "loader"
+    from objssl.images.batch_decode import decode_device
+
+    return "device" if decode_device(data_cfg.get("decode", "auto")) == "cuda" else "loader"
 
 
 def total_steps_for(train_cfg: dict[str, Any], steps_per_epoch: int) -> int:
@@ -163,6 +175,10 @@ def build_parts(cfg: dict[str, Any], runtime: Runtime) -> Parts:
     method, dataset = _build_method_and_dataset(cfg, backbone, paths, runtime.device)
     collate_fn = getattr(method, "collate_fn", None)
     device_views = dataset.transform.device_views if getattr(dataset, "device_mode", False) else None
+    if device_views is not None and getattr(dataset, "decode_on", "loader") == "device":
+        from objssl.data.device.encoded import DecodeOnDevice
+
+        device_views = DecodeOnDevice(device_views, min_side=cfg["data"]["min_side"])
     method, model = place_model(method, runtime, t["sync_bn"])
 
     optimizer = build_optimizer(method, cfg["optim"], scaled_lr(cfg["optim"], t["batch_size"]))

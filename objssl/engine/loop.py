@@ -135,13 +135,14 @@ class StepLoop:
         extra: dict[str, torch.Tensor] = {}
         skipped, counters = 0, {}
         for j, batch in enumerate(micro_batches):
+            batch = to_device(batch, rt.device, rt.channels_last)
+            if p.device_views is not None:  # data.augment_on=device: the views are made here
+                batch = to_device(p.device_views(batch), rt.device, rt.channels_last)
+            # counted after the views are made: a file decoded on the device can still be a bad image
             s, c = batch_counts(batch)
             skipped += s
             for k, v in c.items():
                 counters[k] = counters.get(k, 0) + v
-            batch = to_device(batch, rt.device, rt.channels_last)
-            if p.device_views is not None:  # data.augment_on=device: the views are made here
-                batch = to_device(p.device_views(batch), rt.device, rt.channels_last)
             no_sync = isinstance(model, DDP) and j < accum - 1
             with model.no_sync() if no_sync else contextlib.nullcontext():
                 with rt.autocast():

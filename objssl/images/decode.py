@@ -53,7 +53,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from objssl.images.tar_shards import read_member, split_member_path
 
-__all__ = ["BadImageError", "load_rgb", "image_size", "to_rgb", "open_bytes", "rgb_from_bytes"]
+__all__ = ["BadImageError", "load_rgb", "image_size", "to_rgb", "open_bytes", "rgb_from_bytes", "read_encoded",
+           "encoded_size"]
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +109,48 @@ def _open(path: PathLike) -> Image.Image:
 
 
 def _open_member(path: PathLike, shard: str, key: str) -> Image.Image:
+    return open_bytes(_member_bytes(path, shard, key), path)
+
+
+def _member_bytes(path: PathLike, shard: str, key: str) -> bytes:
     try:
-        data = read_member(shard, key)
+        return read_member(shard, key)
     except KeyError:
         raise BadImageError(path, f"tar shard {shard} has no image member {key!r}") from None
     except OSError as exc:
         raise BadImageError(path, f"cannot read from tar shard ({exc})") from None
-    return open_bytes(data, path)
+
+
+def read_encoded(path: PathLike) -> bytes:
+    """The encoded bytes of an image file or tar-shard member (not decoded; for a decode elsewhere,
+    e.g. in batches on the training device). Errors as :func:`load_rgb`'s for a missing or empty file."""
+    member = split_member_path(os.fspath(path))
+    if member is not None:
+        data = _member_bytes(path, *member)
+    else:
+        try:
+            if os.path.isdir(path):
+                raise BadImageError(path, "is a directory, not an image file")
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise BadImageError(path, "no such file") from None
+        except PermissionError:
+            raise BadImageError(path, "permission denied") from None
+    if not data:
+        raise BadImageError(path, "empty file (0 bytes)")
+    return data
+
+
+def encoded_size(data: bytes, path: PathLike = "<bytes>", *, min_side: int = 1) -> tuple[int, int]:
+    """``(height, width)`` of encoded image bytes as :func:`load_rgb` would decode them (EXIF orientation
+    applied), from the header alone; :class:`BadImageError` for an unreadable header or an image
+    smaller than ``min_side``."""
+    with open_bytes(data, path) as img:
+        w, h = img.size
+        if min(w, h) < min_side:
+            raise BadImageError(path, f"image is {w}x{h} px, smaller than min_side={min_side}")
+        return (w, h) if _orientation(img) in _SWAPPING_ORIENTATIONS else (h, w)
 
 
 def open_bytes(data: bytes, path: PathLike = "<bytes>") -> Image.Image:

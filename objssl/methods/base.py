@@ -137,7 +137,8 @@ class Method(nn.Module):
         from objssl.data.dataset import ImageDataset
 
         return ImageDataset(paths, self.build_transform(cfg["data"]), min_side=cfg["data"]["min_side"],
-                            reduced_decode=cfg["data"].get("reduced_decode", True))
+                            reduced_decode=cfg["data"].get("reduced_decode", True),
+                            decode_on=cfg["data"].get("decode_on", "loader"))
 
     @property
     def hparams(self) -> dict[str, Any]:

@@ -40,8 +40,7 @@ def pad_images(images: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         raise ValueError("pad_images: no images")
     H = max(int(im.shape[-2]) for im in images)
     W = max(int(im.shape[-1]) for im in images)
-    out = torch.zeros(len(images), 3, H, W, dtype=images[0].dtype)
-    sizes = torch.zeros(len(images), 2, dtype=torch.long)
+    out = torch.zeros(len(images), 3, H, W, dtype=images[0].dtype, device=images[0].device)
     for i, im in enumerate(images):
         h, w = int(im.shape[-2]), int(im.shape[-1])
         out[i, :, :h, :w] = im
@@ -49,7 +48,7 @@ def pad_images(images: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
             out[i, :, h, :w] = im[:, h - 1, :]
         if w < W:
             out[i, :, : min(h + 1, H), w] = out[i, :, : min(h + 1, H), w - 1]
-        sizes[i, 0], sizes[i, 1] = h, w
+    sizes = torch.tensor([tuple(im.shape[-2:]) for im in images], dtype=torch.long, device=images[0].device)
     return out, sizes
 
 
