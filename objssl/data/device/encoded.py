@@ -67,10 +67,15 @@ class DecodeOnDevice:
         device = batch["skipped"].device if isinstance(batch.get("skipped"), Tensor) else torch.device("cpu")
         paths = batch.get("encoded_path") or [f"<image {i}>" for i in range(len(batch["encoded"]))]
         images = decode_batch(batch["encoded"], paths, device=device, min_side=self.min_side)
+        drawn_for = batch["encoded_hw"].tolist() if "encoded_hw" in batch else [None] * len(images)
+        for i, (im, hw) in enumerate(zip(images, drawn_for)):
+            if not isinstance(im, BadImageError) and hw is not None and list(im.shape[-2:]) != hw:
+                # the parameters were drawn for the header's size: they would not fit this image
+                images[i] = BadImageError(paths[i], f"decoded as {tuple(im.shape[-2:])}, its header says {tuple(hw)}")
         good = [i for i, im in enumerate(images) if not isinstance(im, BadImageError)]
         if not good:
             raise DataError(f"no image of a batch of {len(images)} decodes (e.g. {images[0]}); check the data set")
-        out = {k: v for k, v in batch.items() if k not in ("encoded", "encoded_path")}
+        out = {k: v for k, v in batch.items() if k not in ("encoded", "encoded_path", "encoded_hw")}
         bad = [i for i in range(len(images)) if i not in good]
         if bad:
             for i in bad:

@@ -97,3 +97,14 @@ def test_cuda_decodes_the_batch_as_the_loader_does():
     assert b["source_hw"].is_cuda if "source_hw" in b else b["views"][0].is_cuda
     for x, y in zip(a["views"], b["views"]):  # nvJPEG vs libjpeg-turbo rounding, roi_align vs resize
         assert (x - y.cpu()).abs().mean() < 0.05
+
+
+def test_an_image_decoded_to_another_size_than_its_header_is_a_counted_skip(one_torch_thread):
+    views = _views("byol")
+    data = ImageDataset(demo_images(), views, min_side=8, decode_on="device")
+    samples = [data[(i, i)] for i in range(3)]
+    samples[1]["encoded_hw"] = samples[1]["encoded_hw"] + 1  # as if the header lied about the size
+    batch = DecodeOnDevice(views.device_views)(collate_views(samples))
+    assert batch["skipped"].tolist() == [0, 1, 0] and "encoded_hw" not in batch
+    index = batch["index"].tolist()  # replaced, with its parameters, by a good sample
+    assert index[0] == 0 and index[2] == 2 and index[1] in (0, 2)
