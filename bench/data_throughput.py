@@ -1,38 +1,38 @@
-"""What making views costs the loader, per method, on the loader path and on the device path, and what
-the device side costs per batch; with ``--end-to-end``, training steps fed by N loader workers on both
-paths against the same step fed from memory.
+"""CPU cost per sample of making each method's views in the loader vs drawing their parameters for the
+device, and the device-side cost of a batch; with ``--end-to-end``, training-step throughput fed by
+loader workers (:mod:`bench.data_end_to_end`).
 
-    python bench/data_throughput.py [--methods byol,soco,...] [--samples 30] [--batch 64] [--size 224]
-                                    [--device auto|cpu|cuda] [--bf16] [--repeats 3]
-    python bench/data_throughput.py --end-to-end [--backbone resnet50] [--batch 256] [--workers 2,4,8]
-                                    [--steps 20] [--precision bf16] [--channels-last]
+    python bench/data_throughput.py [--methods byol,soco,...] [--samples 40] [--batch 64] [--image-size 224]
+                                    [--device cpu|cuda] [--bf16] [--repeats 3]
+    python bench/data_throughput.py --end-to-end [--backbone resnet50] [--batch 256] [--workers 2,4,8] ...
 
-Tables (views mode):
+Per method (``objssl.methods.method_transform`` of ``{"name": M, "image_size": S}``, built with
+``augment_on`` ``loader`` and ``device``; box methods read a random-proposal cache of the photos,
+``objssl proposals --source random``), every figure CPU ms of this thread (``time.thread_time``: other
+processes' load does not count), one thread, as in a loader worker:
 
-1. every method's views (``objssl.methods.method_transform`` with ``data.augment_on`` ``loader`` or
-   ``device``), read through ``ImageDataset`` exactly as training reads them (per-sample seeds, decode
-   included): loader-path CPU ms/sample, device-path CPU ms/sample (decode + parameter draw + collate),
-   the same with the JPEG draft-mode decode bound, their ratio, and the device side in ms per batch of
-   ``--batch`` (``device_views``). Box methods read a random-box proposal cache of the demo photos (box
-   selection costs what it costs with real proposals). ORL's stage-3 sample needs a stage-2 store and a
-   neighbour per image; it is left out here;
-2. BYOL's breakdown: decode alone, loader path, parameter draw, padding, and the device side with
-   ``roi_align`` and ``per_sample`` resizing (``--bf16``: bfloat16 pixels on CUDA).
+ORL stage 3 (``orl``): its ``NeighbourPairDataset`` over a stage-2 folder of random boxes and pairs
+(:mod:`bench.data_orl_rows`), both images decoded at full size on the device path (no ``dev red`` or
+``dev bytes``).
 
-Loader-side figures are this thread's CPU time (``time.thread_time``: other processes' load does not
-count), one thread as in a loader worker; the device side is CPU time of one thread on the CPU and wall
-time on CUDA. ``--end-to-end`` runs the real trainer (``objssl.engine.Trainer``, BYOL) on the demo photos
-repeated and reports the median img/s after ``--warmup`` steps; the ceiling is the same optimizer step
-on one batch held in memory (views already made), so it is the step alone. Images: objssl's demo photos
-(long side 512).
+* ``loader``: ``ImageDataset(paths, loader transform)[(i, seed)]`` (decode + views);
+* ``dev full`` / ``dev red``: ``ImageDataset(paths, device transform, reduced_decode=False|True)[(i, seed)]``
+  (header, parameter draw, decode at full size / reduced where the crops allow);
+* ``dev bytes``: the same with ``decode_on="device"`` (header, draw, the file's bytes: the JPEG is decoded
+  later, on the GPU);
+* ``coll L`` / ``coll D``: ``collate_views`` of a batch, per sample, for the loader / device samples;
+* ``D/L``: (dev full + coll D) / (loader + coll L), and ``D/L red`` with the reduced decode;
+* device side: ``transform.device_views(batch)`` ms per ``--batch`` batch on ``--device`` (CPU: CPU
+  time of one thread; CUDA: wall time after a synchronize).
+
+The demo photos' long side is at most 512, so at 224 a crop seldom allows a 1/2 decode: reduced decode
+rarely changes anything here; on full-size photos (ImageNet, COCO) it does.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -41,244 +41,128 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-METHODS = ("byol", "soco", "soco_star", "soco_c4", "slotcon", "univip")
+METHODS = ("byol", "soco", "soco_star", "soco_c4", "slotcon", "univip", "orl")
 
 
-def _cpu_ms(fn, n: int) -> float:
-    fn(0)  # warm-up
+def _ms_per_sample(dataset, n: int) -> tuple[float, list]:
+    """(CPU ms per ``dataset[(i, i)]`` over ``n`` calls after one warm-up, the samples)."""
+    dataset[(0, 0)]
     c0 = time.thread_time()
-    for i in range(n):
-        fn(i)
-    return (time.thread_time() - c0) * 1e3 / n
+    samples = [dataset[(i % len(dataset), i)] for i in range(n)]
+    return (time.thread_time() - c0) * 1e3 / n, samples
 
 
-def _views_table(args, paths, cache) -> None:
+def _collate_ms(collate, samples: list) -> float:
+    c0 = time.thread_time()
+    collate(samples)
+    return (time.thread_time() - c0) * 1e3 / len(samples)
+
+
+def _device_ms(device_views, batch, device: str, dtype: torch.dtype, repeats: int) -> float:
+    """ms per call of ``device_views`` on a collated batch moved to ``device``."""
+    from objssl.engine.setup import to_device
+
+    batch = to_device(batch, torch.device(device), False)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    clock = time.perf_counter if device == "cuda" else time.thread_time
+    device_views(batch, dtype)  # warm-up
+    sync()
+    t0 = clock()
+    for _ in range(repeats):
+        device_views(batch, dtype)
+    sync()
+    return (clock() - t0) * 1e3 / repeats
+
+
+def measure_method(name: str, paths: list[str], cache: str, args) -> dict[str, float]:
     from objssl.data.collate import collate_views
     from objssl.data.dataset import ImageDataset
     from objssl.methods import method_transform
-    from objssl.registry import METHODS as REGISTRY
 
-    devices = ["cpu"] + (["cuda"] if args.device in ("auto", "cuda") and torch.cuda.is_available() else [])
-    if args.device == "cuda":
-        devices = [d for d in devices if d == "cuda"]
-    print(f"views at {args.size} px, demo photos (long side 512), one thread, {args.samples} samples; CPU ms/sample")
-    head = f"{'method':<11}{'loader':>9}{'device':>9}{'+reduced':>10}{'device/loader':>15}"
-    head += "".join(f"{d + ' ms/batch':>16}" for d in devices)
-    print(head + f"   (batch {args.batch})")
-    for name in args.methods:
-        method_cfg = {"name": name, "image_size": args.size}
-        cls = REGISTRY.get(name)
-        data = {"proposals": cache if cls.needs_proposals(method_cfg) else None}
-        loader_t = method_transform(method_cfg, {**data, "augment_on": "loader"})
-        device_t = method_transform(method_cfg, {**data, "augment_on": "device"})
-        loader = ImageDataset(paths, loader_t)
-        device = ImageDataset(paths, device_t, reduced_decode=False)
-        reduced = ImageDataset(paths, device_t, reduced_decode=True)
-        n = len(paths)
-        loader_ms = _cpu_ms(lambda i: loader[(i % n, i)], args.samples)
-        device_ms = _cpu_ms(lambda i: device[(i % n, i)], args.samples)
-        reduced_ms = _cpu_ms(lambda i: reduced[(i % n, i)], args.samples)
-        samples = [device[(i % n, i)] for i in range(args.batch)]
-        c0 = time.thread_time()
-        batch = collate_views(samples)
-        collate_ms = (time.thread_time() - c0) * 1e3 / args.batch
-        row = f"{name:<11}{loader_ms:>9.1f}{device_ms + collate_ms:>9.1f}{reduced_ms + collate_ms:>10.1f}"
-        row += f"{100 * (device_ms + collate_ms) / loader_ms:>14.1f}%"
-        for dev in devices:
-            from objssl.engine.setup import to_device
+    method_cfg = {"name": name, "image_size": args.image_size}
+    make = {where: method_transform(method_cfg, {"augment_on": where, "proposals": cache}) for where in ("loader", "device")}
+    r: dict[str, float] = {}
+    r["loader"], samples = _ms_per_sample(ImageDataset(paths, make["loader"]), args.samples)
+    r["coll_l"] = _collate_ms(collate_views, samples)
+    r["dev_full"], samples = _ms_per_sample(ImageDataset(paths, make["device"], reduced_decode=False), args.samples)
+    r["coll_d"] = _collate_ms(collate_views, samples)
+    r["dev_red"], _ = _ms_per_sample(ImageDataset(paths, make["device"], reduced_decode=True), args.samples)
+    r["dev_bytes"], _ = _ms_per_sample(ImageDataset(paths, make["device"], decode_on="device"), args.samples)
+    base = r["loader"] + r["coll_l"]
+    r["ratio"] = (r["dev_full"] + r["coll_d"]) / base
+    r["ratio_red"] = (r["dev_red"] + r["coll_d"]) / base
 
-            on = to_device(batch, torch.device(dev), channels_last=False)
-            device_t.device_views(on)  # warm-up
-            clock = time.perf_counter if dev == "cuda" else time.thread_time
-            if dev == "cuda":
-                torch.cuda.synchronize()
-            t0 = clock()
-            for _ in range(args.repeats):
-                device_t.device_views(on)
-            if dev == "cuda":
-                torch.cuda.synchronize()
-            row += f"{(clock() - t0) * 1e3 / args.repeats:>16.1f}"
-        print(row)
-    print("device = decode + parameter draw + collate (padding); +reduced: with the JPEG draft-mode decode bound")
+    # one device-mode batch of --batch samples (the photos repeated), as the loader sends it
+    full = ImageDataset(paths, make["device"], reduced_decode=False)
+    batch = collate_views([full[(i % len(full), i)] for i in range(args.batch)])
+    dtype = torch.bfloat16 if (args.bf16 and args.device == "cuda") else torch.float32
+    r["device_ms"] = _device_ms(make["device"].device_views, batch, args.device, dtype, args.repeats)
+    return r
 
 
-def _end_to_end(args, paths) -> None:
-    from objssl.config import apply_overrides, load_config
-    from objssl.engine import Trainer
-
-    folder = tempfile.mkdtemp(prefix="objssl_e2e_")
-    listing = os.path.join(folder, "images.txt")
-    need = args.batch * (args.steps + args.warmup + 2)
-    with open(listing, "w") as f:
-        f.write("\n".join(paths[i % len(paths)] for i in range(need)) + "\n")
-
-    def config(augment_on: str, workers: int, out: str) -> dict:
-        over = [f"backbone.name={args.backbone}", f"method.image_size={args.size}", f"data.path={listing}",
-                f"data.augment_on={augment_on}", f"data.num_workers={workers}", f"train.out={out}",
-                f"train.batch_size={args.batch}", f"train.max_steps={args.steps + args.warmup}",
-                "train.ckpt_every=100000", "train.progress=false", f"train.precision={args.precision}",
-                f"train.channels_last={str(args.channels_last).lower()}", "optim.warmup_steps=1"]
-        return apply_overrides(load_config(), over)
-
-    def img_per_s(out: str) -> float:
-        with open(os.path.join(out, "metrics.jsonl")) as f:
-            records = [json.loads(line) for line in f]
-        return statistics.median(r["img_per_s"] for r in records[args.warmup:])
-
-    # the ceiling: one batch (views made in the loader) held in memory, the optimizer step alone
-    trainer = Trainer(config("loader", 0, os.path.join(folder, "memory")))
-    batch = next(iter(trainer.loop.step_batches(0, 1)))[1]
-    for s in range(args.warmup):
-        trainer.loop.optimizer_step(batch, s, trainer.total_steps)
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for s in range(args.steps):
-        trainer.loop.optimizer_step(batch, args.warmup + s, trainer.total_steps)
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize()
-    ceiling = args.steps * args.batch / (time.perf_counter() - t0)
-    del trainer
-    print(f"BYOL {args.backbone}, batch {args.batch}, {args.size} px, precision {args.precision}, "
-          f"channels_last {args.channels_last}; median img/s after {args.warmup} steps")
-    print(f"{'fed by':<22}{'img/s':>10}{'% of memory':>14}")
-    print(f"{'memory (ceiling)':<22}{ceiling:>10.1f}{100.0:>13.1f}%")
-    for workers in args.workers:
-        for augment_on in ("loader", "device"):
-            out = os.path.join(folder, f"{augment_on}_{workers}")
-            Trainer(config(augment_on, workers, out)).fit()
-            ips = img_per_s(out)
-            print(f"{f'{workers} workers, {augment_on}':<22}{ips:>10.1f}{100 * ips / ceiling:>13.1f}%")
-
-
-def _per_sample(fn, n: int) -> tuple[float, float]:
-    """(CPU ms, wall ms) per call of ``fn(i)`` over ``n`` calls."""
-    fn(0)  # warm-up
-    c0, w0 = time.thread_time(), time.perf_counter()
-    for i in range(n):
-        fn(i)
-    return (time.thread_time() - c0) * 1e3 / n, (time.perf_counter() - w0) * 1e3 / n
-
-
-def _byol_breakdown(args) -> None:
-    from torchvision.transforms.v2 import functional as TF
-
-    from objssl.data import demo_images, load_rgb
-    from objssl.data.dataset import seeded
-    from objssl.data.device import DeviceView, ViewBatch, apply_views, draw_image_views, pad_images
-    from objssl.data.transforms import BYOL_VIEWS, MultiViewTransform, ViewAugmentation
-
-    torch.set_num_threads(1)
-    paths = demo_images()
-    args.size = args.size or 224
-    augs = [ViewAugmentation(**{**a.__dict__, "size": args.size}) for a in BYOL_VIEWS]
-    transform = MultiViewTransform.from_augmentations(augs)
-
-    def loader_path(i: int) -> None:
-        img = load_rgb(paths[i % len(paths)])
-        with seeded(i):
-            transform(img)
-
-    def decode_only(i: int) -> None:
-        TF.pil_to_tensor(load_rgb(paths[i % len(paths)]))
-
-    def device_loader_side(i: int) -> None:
-        img = TF.pil_to_tensor(load_rgb(paths[i % len(paths)]))
-        with seeded(i):
-            [v.as_tensors() for v in draw_image_views(augs, tuple(img.shape[-2:]))]
-
-    rows: list[tuple[str, str, str]] = []
-    n = args.samples
-    dec_cpu, dec_wall = _per_sample(decode_only, n)
-    load_cpu, load_wall = _per_sample(loader_path, n)
-    dev_cpu, dev_wall = _per_sample(device_loader_side, n)
-
-    # one batch of decoded images and parameters, as a collate would build it
-    imgs, params = [], []
-    for i in range(args.batch):
-        img = TF.pil_to_tensor(load_rgb(paths[i % len(paths)]))
-        with seeded(i):
-            params.append([v.as_tensors() for v in draw_image_views(augs, tuple(img.shape[-2:]))])
-        imgs.append(img)
-    c0 = time.thread_time()
-    for _ in range(args.repeats):
-        padded, _ = pad_images(imgs)
-        batches = [ViewBatch.collate([p[v] for p in params]) for v in range(len(augs))]
-    pad_cpu = (time.thread_time() - c0) * 1e3 / args.repeats / args.batch
-
-    rows.append(("decode (load_rgb + pil_to_tensor)", f"{dec_cpu:.2f}", f"{dec_wall:.2f}"))
-    rows.append(("loader path: decode + BYOL transform", f"{load_cpu:.2f}", f"{load_wall:.2f}"))
-    rows.append(("device path: decode + parameter draw", f"{dev_cpu:.2f}", f"{dev_wall:.2f}"))
-    rows.append(("device path: + pad/collate (per sample)", f"{dev_cpu + pad_cpu:.2f}", ""))
-    ratio = (dev_cpu + pad_cpu) / load_cpu
-    print(f"BYOL views at {args.size}, demo photos (long side 512), one thread, {n} samples")
-    print(f"{'loader side':<44}{'CPU ms/sample':>15}{'wall ms/sample':>16}")
-    for name, cpu, wall in rows:
-        print(f"{name:<44}{cpu:>15}{wall:>16}")
-    print(f"device path / loader path CPU: {100 * ratio:.1f} % (target <= 25 %); "
-          f"without decode: {100 * (dev_cpu - dec_cpu + pad_cpu) / max(load_cpu - dec_cpu, 1e-9):.1f} %")
-
-    devices = ["cpu"] if args.device == "cpu" else []
-    if args.device in ("auto", "cuda") and torch.cuda.is_available():
-        devices.append("cuda")
-    if args.device == "auto" and not devices:
-        devices = ["cpu"]
-    print(f"\n{'device side, batch ' + str(args.batch) + ', both views':<44}{'ms/batch':>15}{'ms/sample':>16}"
-          "  (CPU: CPU time; CUDA: wall)")
-    for dev in devices:
-        dtype = torch.bfloat16 if (args.bf16 and dev == "cuda") else torch.float32
-        x = padded.to(dev)
-        for method in ("roi_align", "per_sample"):
-            views = [DeviceView.from_augmentation(a, resize=method) for a in augs]
-            apply_views(x, batches, views, dtype)  # warm-up
-            if dev == "cuda":
-                torch.cuda.synchronize()
-            # CPU: this thread's CPU time (other processes' load does not count); CUDA: wall time
-            clock = time.perf_counter if dev == "cuda" else time.thread_time
-            t0 = clock()
-            for _ in range(args.repeats):
-                apply_views(x, batches, views, dtype)
-            if dev == "cuda":
-                torch.cuda.synchronize()
-            ms = (clock() - t0) * 1e3 / args.repeats
-            label = f"{dev} {str(dtype).replace('torch.', '')} {method}"
-            print(f"{label:<44}{ms:>15.1f}{ms / args.batch:>16.2f}")
-
-
-
-def main() -> None:
+def per_method(args) -> None:
     from objssl.cli import main as cli
     from objssl.data import demo_images
 
+    torch.set_num_threads(1)
+    paths = demo_images()
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = os.path.join(tmp, "proposals")
+        if cli(["proposals", "--source", "random", "--out", cache, "--no-progress"]) != 0:
+            raise SystemExit("building the random-proposal cache failed")
+        results = {}
+        for m in args.methods.split(","):
+            if m == "orl":  # stage 3: its dataset pairs each image with a neighbour (bench.data_orl_rows)
+                from bench.data_orl_rows import measure_orl, write_demo_stage2
+
+                stage2 = write_demo_stage2(os.path.join(tmp, "stage2"), paths)
+                results[m] = measure_orl(paths, stage2, args, _ms_per_sample, _collate_ms, _device_ms)
+            else:
+                results[m] = measure_method(m, paths, cache, args)
+    load = os.getloadavg()
+    print(f"views at {args.image_size}, {len(paths)} demo photos (long side <= 512), one thread, "
+          f"{args.samples} samples per row, proposals: random cache; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print("loader side, CPU ms/sample (thread time)")
+    cols = ("loader", "coll_l", "dev_full", "dev_red", "dev_bytes", "coll_d")
+    heads = ("loader", "coll L", "dev full", "dev red", "dev bytes", "coll D", "D/L", "D/L red")
+    print(f"{'method':<11}" + "".join(f"{h:>10}" for h in heads))
+    for m, r in results.items():
+        print(f"{m:<11}" + "".join(f"{r[c]:>10.2f}" for c in cols)
+              + f"{100 * r['ratio']:>9.1f}%{100 * r['ratio_red']:>9.1f}%")
+    dtype = "bf16" if (args.bf16 and args.device == "cuda") else "fp32"
+    clock = "CPU time, one thread" if args.device == "cpu" else "wall time"
+    print(f"\ndevice side: device_views(batch) on {args.device} {dtype}, batch {args.batch} ({clock})")
+    print(f"{'method':<11}{'ms/batch':>10}{'ms/sample':>10}")
+    for m, r in results.items():
+        print(f"{m:<11}{r['device_ms']:>10.1f}{r['device_ms'] / args.batch:>10.2f}")
+
+
+def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated method names")
-    p.add_argument("--samples", type=int, default=30, help="samples per loader-side measurement")
-    p.add_argument("--batch", type=int, default=None, help="batch size (views: 64; --end-to-end: 256)")
-    p.add_argument("--size", type=int, default=224, help="view side (method.image_size)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 pixels on CUDA (BYOL breakdown)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--samples", type=int, default=40, help="samples per loader-side row")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default 64; --end-to-end: 256)")
+    p.add_argument("--image-size", type=int, default=224, help="method.image_size")
+    p.add_argument("--device", default=None, choices=("cpu", "cuda"),
+                   help="device side (default cpu; --end-to-end: cuda when present)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 pixels for the device side on CUDA")
     p.add_argument("--repeats", type=int, default=3, help="timed device-side batches")
-    p.add_argument("--end-to-end", action="store_true", help="training steps fed by loader workers")
-    p.add_argument("--backbone", default="resnet50")
-    p.add_argument("--workers", default="2,4,8")
-    p.add_argument("--steps", type=int, default=20, help="timed steps (--end-to-end)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed first steps (--end-to-end)")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--end-to-end", action="store_true", help="training-step throughput fed by loader workers")
+    p.add_argument("--backbone", default="resnet50", help="--end-to-end: backbone")
+    p.add_argument("--workers", default="2,4,8", help="--end-to-end: comma-separated loader worker counts")
+    p.add_argument("--steps", type=int, default=20, help="--end-to-end: timed steps per row")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="--end-to-end: untimed steps first (default 4 * workers + 2: the loader's prefetch queue drained)")
     args = p.parse_args()
-    args.methods = [m for m in args.methods.split(",") if m]
-    args.workers = [int(w) for w in args.workers.split(",") if w]
-    args.batch = args.batch or (256 if args.end_to_end else 64)
-    paths = demo_images()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.end_to_end:
-        _end_to_end(args, paths)
-        return
-    torch.set_num_threads(1)
-    cache = os.path.join(tempfile.mkdtemp(prefix="objssl_bench_"), "cache")
-    assert cli(["proposals", "--source", "random", "--out", cache, "--no-progress"]) == 0
-    _views_table(args, paths, cache)
-    print()
-    _byol_breakdown(args)
+        from bench.data_end_to_end import run
+
+        run(args)
+    else:
+        args.batch = args.batch or 64
+        args.device = args.device or "cpu"
+        per_method(args)
 
 
 if __name__ == "__main__":
