@@ -6,7 +6,7 @@ from typing import Any
 from torch import nn
 
 from objssl.errors import UserError
-from objssl.methods.base import Method, augment_on_of
+from objssl.methods.base import Method, augment_on_of, transform_of
 from objssl.methods.byol import BYOL
 from objssl.methods.compose import Compose
 from objssl.methods.objective_method import ObjectiveMethod
@@ -37,7 +37,7 @@ def method_transform(method_cfg: Mapping[str, Any], data_cfg: Mapping[str, Any] 
     proposals = None
     if data_cfg and data_cfg.get("proposals") and cls.needs_proposals(method_cfg):
         proposals = cls.open_proposals(data_cfg, method_cfg["name"])
-    return cls.transform_for(cfg, proposals, augment_on=augment_on_of(data_cfg))
+    return transform_of(cls, cfg, proposals, augment_on_of(data_cfg))
 
 
 def method_from_checkpoint(ckpt: dict[str, Any]) -> Method:

@@ -33,6 +33,8 @@ model (:func:`objssl.methods.method_transform`).
 
 from __future__ import annotations
 
+import inspect
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -43,7 +45,9 @@ from objssl.errors import ConfigError
 from objssl.methods.arguments import accepted_keys, check_arguments
 from objssl.momentum import cosine_momentum, ema_update, make_momentum_copy
 
-__all__ = ["Method", "PROPOSALS_HINT", "augment_on_of"]
+__all__ = ["Method", "PROPOSALS_HINT", "augment_on_of", "transform_of"]
+
+log = logging.getLogger(__name__)
 
 PROPOSALS_HINT = ("build a cache with `objssl proposals --source selective_search --data DATA --out CACHE` "
                   "and pass data.proposals=CACHE")
@@ -54,6 +58,19 @@ def augment_on_of(data_cfg: Mapping[str, Any] | None) -> str:
     training device first) means the loader here, for tools that make views without training."""
     value = (data_cfg or {}).get("augment_on", "loader")
     return "loader" if value == "auto" else value
+
+
+def transform_of(cls: type, method_cfg: Mapping[str, Any], proposals: Any, augment_on: str) -> Any:
+    """``cls.transform_for(method_cfg, proposals, augment_on=...)``; a method whose ``transform_for``
+    predates ``augment_on`` (a plugin) gets its own transform, views made in the loader, and a warning
+    when the device was asked for."""
+    params = inspect.signature(cls.transform_for).parameters.values()
+    if any(p.name == "augment_on" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return cls.transform_for(method_cfg, proposals, augment_on=augment_on)
+    if augment_on == "device":
+        log.warning("%s.transform_for takes no augment_on argument: its views are made in the loader",
+                    cls.__name__)
+    return cls.transform_for(method_cfg, proposals)
 
 
 def _ema_pairs(teacher: nn.Module, student: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
@@ -131,7 +148,7 @@ class Method(nn.Module):
         """``PIL.Image → sample dict``; proposals come from ``data_cfg["proposals"]``."""
         cfg = self.hparams
         proposals = self.open_proposals(data_cfg, self.name) if self.needs_proposals(cfg) else None
-        return self.transform_for(cfg, proposals, augment_on=augment_on_of(data_cfg))
+        return transform_of(type(self), cfg, proposals, augment_on_of(data_cfg))
 
     def build_dataset(self, paths: Sequence[str], cfg: Mapping[str, Any]) -> Any:
         from objssl.data.dataset import ImageDataset

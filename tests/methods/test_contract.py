@@ -160,3 +160,28 @@ def test_trainer_warns_when_proposals_are_given_to_a_method_that_reads_none(tmp_
     with caplog.at_level("WARNING", logger="objssl.train"):
         Trainer(cfg)
     assert any("does not read proposals" in r.getMessage() for r in caplog.records)
+
+
+def test_a_transform_for_without_augment_on_still_trains_with_views_made_in_the_loader(
+        tmp_path, photo_folder, tiny_config, caplog, monkeypatch):
+    # a plugin method written before data.augment_on: its own transform, made in the loader
+    from objssl.config import apply_overrides
+    from objssl.engine import Trainer
+    from objssl.methods import BYOL
+    from objssl.registry import METHODS
+
+    class OldStyle(BYOL):
+        name = "old_style_byol"
+
+        @classmethod
+        def transform_for(cls, method_cfg, proposals=None):
+            return BYOL.transform_for(method_cfg, proposals)
+
+    monkeypatch.setitem(METHODS._objs, "old_style_byol", OldStyle)  # registered for this test only
+    cfg = apply_overrides(tiny_config(tmp_path / "run", photo_folder, max_steps=1),
+                          ["method.name=old_style_byol", "data.augment_on=device"])
+    with caplog.at_level("WARNING"):
+        trainer = Trainer(cfg)
+        trainer.fit()
+    assert trainer.parts.device_views is None and trainer.step == 1
+    assert any("takes no augment_on argument" in r.getMessage() for r in caplog.records)

@@ -77,5 +77,8 @@ class BYOLDense(ObjectiveMethod):
         self._hparams = {"image_size": image_size}
 
     @classmethod
-    def transform_for(cls, method_cfg: Mapping[str, Any], proposals: Any = None) -> Callable[..., dict[str, Any]]:
-        return BoxAwareViews.from_preset("slotcon", size=cls.config_value(method_cfg, "image_size"))
+    def transform_for(cls, method_cfg: Mapping[str, Any], proposals: Any = None,
+                      augment_on: str = "loader") -> Callable[..., dict[str, Any]]:
+        # augment_on="device": the views' pixels are made on the training device (data.augment_on)
+        return BoxAwareViews.from_preset("slotcon", size=cls.config_value(method_cfg, "image_size"),
+                                         augment_on=augment_on)
