@@ -64,3 +64,16 @@ def test_resume_is_exact_on_both_paths(name, augment_on, demo_proposals, tmp_pat
     assert _losses(tmp_path / "full") == _losses(tmp_path / "split")
     a, b = full.method.state_dict(), second.method.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_objssl_pretrain_takes_augment_on(demo_proposals, tmp_path):
+    from objssl.cli import main
+
+    out = tmp_path / "cli"
+    args = ["pretrain", "--method", "soco_star", "--backbone", "test_resnet", "--max-steps", "2", "--batch-size", "4",
+            "--workers", "0", "--out", str(out), f"data.proposals={demo_proposals}", "data.augment_on=device",
+            "method.image_size=48", "train.progress=false"]
+    args += [f"method.{k}={v}" for k, v in tiny_kwargs(METHODS.get("soco_star")).items()]
+    assert main(args) == 0
+    log = (out / "log.txt").read_text()
+    assert "views made on the device" in log and (out / "checkpoints" / "step_00000002.pth").exists()
