@@ -105,22 +105,31 @@ class ImageDataset(Dataset):
         """Whether the transform's views are made on the training device (module docstring)."""
         return getattr(self.transform, "augment_on", "loader") == "device"
 
-    def _load(self, index: int, reduction: Callable[[int], Any] | None = None) -> tuple[int, Any, int]:
-        """``(image used, decoded image, bad files passed over)`` from ``index`` on; ``reduction(i)``
-        gives image ``i``'s ``max_reduction`` for :func:`load_rgb`."""
+    def _first_good(self, index: int, read: Callable[[int], Any]) -> tuple[int, Any, int]:
+        """``(image used, read(image), bad files passed over)`` for the first image from ``index`` on
+        that ``read`` does not refuse with :class:`BadImageError` (each bad one logged once)."""
         skipped = 0
         for attempt in range(min(self.max_skips, len(self.paths)) + 1):
             i = (index + attempt) % len(self.paths)
             try:
-                r = 1 if reduction is None else reduction(i)
-                return i, load_rgb(self.paths[i], min_side=self.min_side, max_reduction=r), skipped
+                return i, read(i), skipped
             except BadImageError as exc:
                 skipped += 1
-                self._warn_once(i, exc)
+                if i not in self._warned:  # once per file and worker
+                    self._warned.add(i)
+                    log.warning("skipping bad image (replaced by the next one): %s", exc)
         raise RuntimeError(
             f"{skipped} consecutive images starting at {self.paths[index]!r} are unreadable; "
             "check the data set"
         )
+
+    def _load(self, index: int, reduction: Callable[[int], Any] | None = None) -> tuple[int, Any, int]:
+        """``(image used, decoded image, bad files passed over)`` from ``index`` on; ``reduction(i)``
+        gives image ``i``'s ``max_reduction`` for :func:`load_rgb`."""
+        def decode(i: int) -> Any:
+            r = 1 if reduction is None else reduction(i)
+            return load_rgb(self.paths[i], min_side=self.min_side, max_reduction=r)
+        return self._first_good(index, decode)
 
     def _call_transform(self, image: Any, i: int, seed: int | None) -> dict[str, Any]:
         # transforms that need to know which image this is (to look up its proposals, say)
@@ -153,27 +162,15 @@ class ImageDataset(Dataset):
 
     def _encoded_sample(self, index: int, seed: int | None) -> tuple[int, dict[str, Any], int]:
         """Read the bytes and the header, draw, attach ``encoded`` (decoded later, on the device)."""
-        skipped = 0
-        for attempt in range(min(self.max_skips, len(self.paths)) + 1):
-            i = (index + attempt) % len(self.paths)
-            try:
-                data = read_encoded(self.paths[i])
-                hw = encoded_size(data, self.paths[i], min_side=self.min_side)
-            except BadImageError as exc:
-                skipped += 1
-                self._warn_once(i, exc)
-                continue
-            sample = self._call_transform(hw, i, seed)
-            sample["encoded"], sample["encoded_path"] = data, self.paths[i]
-            sample["encoded_hw"] = torch.tensor(hw)  # what was drawn for; the device checks the decode
-            return i, sample, skipped
-        raise RuntimeError(f"{skipped} consecutive images starting at {self.paths[index]!r} are unreadable; "
-                           "check the data set")
+        def header(i: int) -> tuple[bytes, tuple[int, int]]:
+            data = read_encoded(self.paths[i])
+            return data, encoded_size(data, self.paths[i], min_side=self.min_side)
 
-    def _warn_once(self, i: int, exc: BadImageError) -> None:
-        if i not in self._warned:  # once per file and worker
-            self._warned.add(i)
-            log.warning("skipping bad image (replaced by the next one): %s", exc)
+        i, (data, hw), skipped = self._first_good(index, header)
+        sample = self._call_transform(hw, i, seed)
+        sample["encoded"], sample["encoded_path"] = data, self.paths[i]
+        sample["encoded_hw"] = torch.tensor(hw)  # what was drawn for; the device checks the decode
+        return i, sample, skipped
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         index, seed = key if isinstance(key, tuple) else (key, None)
