@@ -73,16 +73,17 @@ class DecodeOnDevice:
                 # the parameters were drawn for the header's size: they would not fit this image
                 images[i] = BadImageError(paths[i], f"decoded as {tuple(im.shape[-2:])}, its header says {tuple(hw)}")
         good = [i for i, im in enumerate(images) if not isinstance(im, BadImageError)]
+        bad = [i for i, im in enumerate(images) if isinstance(im, BadImageError)]
         if not good:
             raise DataError(f"no image of a batch of {len(images)} decodes (e.g. {images[0]}); check the data set")
         out = {k: v for k, v in batch.items() if k not in ("encoded", "encoded_path", "encoded_hw")}
-        bad = [i for i in range(len(images)) if i not in good]
         if bad:
             for i in bad:
                 if paths[i] not in self._warned:  # once per file and process
                     self._warned.add(paths[i])
                     log.warning("skipping bad image (replaced by another image of its batch): %s", images[i])
-            rows = [i if i in good else good[n % len(good)] for n, i in enumerate(range(len(images)))]
+            # each bad sample takes a good one's place, spread over the good ones
+            rows = [good[i % len(good)] if isinstance(images[i], BadImageError) else i for i in range(len(images))]
             out = take_samples(out, rows, len(images))
             images = [images[r] for r in rows]
             skipped = out["skipped"].clone()
