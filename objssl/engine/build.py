@@ -22,10 +22,10 @@ from objssl.engine.optim import build_optimizer, build_scheduler, scaled_lr, war
 from objssl.engine.setup import Runtime, place_model
 from objssl.engine.signals import ignore_stop_signals
 from objssl.methods import create_method
+from objssl.methods.base import augment_on_of
 from objssl.registry import METHODS
 
-__all__ = ["Parts", "Schedule", "build_parts", "build_schedule", "build_loader", "resolve_data", "resolve_augment_on",
-           "resolve_decode_on",
+__all__ = ["Parts", "Schedule", "build_parts", "build_schedule", "build_loader", "resolve_data", "resolve_decode_on",
            "total_steps_for"]
 
 log = logging.getLogger("objssl.train")
@@ -62,22 +62,13 @@ def _check_method_data(cfg: dict[str, Any], paths: list[str]) -> None:
         log.warning("data.proposals is set but %s does not read proposals; it is ignored", cfg["method"]["name"])
 
 
-def resolve_augment_on(data_cfg: dict[str, Any], device: torch.device) -> str:
-    """``data.augment_on`` for a run on ``device``: ``auto`` is ``device`` on a GPU, ``loader`` elsewhere
-    (on a CPU the device ops cost what the loader's do, and they would run in the training process)."""
-    value = data_cfg.get("augment_on", "auto")
-    if value == "auto":
-        return "device" if device.type == "cuda" else "loader"
-    return value
-
-
 def _build_method_and_dataset(cfg: dict[str, Any], backbone: nn.Module, paths: list[str],
                               device: torch.device) -> tuple[nn.Module, Dataset]:
     """The method, then its dataset (the method contract: ``method.build_dataset(paths, cfg)``), with
     ``data.augment_on`` resolved for ``device``."""
     name = cfg["method"]["name"]
     method = create_method(name, backbone, **{k: v for k, v in cfg["method"].items() if k != "name"})
-    augment_on = resolve_augment_on(cfg["data"], device)
+    augment_on = augment_on_of(cfg["data"], device)
     data_cfg = {**cfg["data"], "augment_on": augment_on, "decode_on": resolve_decode_on(cfg["data"], augment_on, device)}
     return method, method.build_dataset(paths, {**cfg, "data": data_cfg})
 

@@ -38,6 +38,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from objssl.data.collate import collate_views
@@ -53,11 +54,14 @@ PROPOSALS_HINT = ("build a cache with `objssl proposals --source selective_searc
                   "and pass data.proposals=CACHE")
 
 
-def augment_on_of(data_cfg: Mapping[str, Any] | None) -> str:
-    """``data.augment_on`` as ``"loader"`` or ``"device"``; ``"auto"`` (the trainer resolves it by the
-    training device first) means the loader here, for tools that make views without training."""
+def augment_on_of(data_cfg: Mapping[str, Any] | None, device: Any = None) -> str:
+    """``data.augment_on`` as ``"loader"`` or ``"device"``: ``"auto"`` is ``"device"`` when training on
+    a CUDA ``device`` and ``"loader"`` otherwise (on a CPU the device ops cost what the loader's do, and
+    they would run in the training process; tools that make views without training pass no device)."""
     value = (data_cfg or {}).get("augment_on", "loader")
-    return "loader" if value == "auto" else value
+    if value == "auto":
+        return "device" if device is not None and torch.device(device).type == "cuda" else "loader"
+    return value
 
 
 def transform_of(cls: type, method_cfg: Mapping[str, Any], proposals: Any, augment_on: str) -> Any:
