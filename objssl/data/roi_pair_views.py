@@ -38,6 +38,7 @@ from torch import Tensor
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as TF
 
+from objssl.data.device.augment import AUGMENT_ON
 from objssl.data.device.params import draw_image_views
 from objssl.data.device.patch_views import FROM_IMAGE, FROM_NEIGHBOUR, DevicePatchViews, draw_patch_params
 from objssl.data.roi_jitter import jitter_box
@@ -110,8 +111,8 @@ class RoIPairViews:
             raise ValueError(f"RoIPairViews: patch_size must be >= 8, got {patch_size}")
         if len(augmentations) != 2:
             raise ValueError(f"RoIPairViews: two view augmentations are needed, got {len(augmentations)}")
-        if augment_on not in ("loader", "device"):
-            raise ValueError(f"RoIPairViews: augment_on must be 'loader' or 'device', got {augment_on!r}")
+        if augment_on not in AUGMENT_ON:
+            raise ValueError(f"RoIPairViews: augment_on must be one of {AUGMENT_ON}, got {augment_on!r}")
         self.image_size, self.patch_size, self.augment_on = image_size, patch_size, augment_on
         self.image_augs = tuple(replace(a, size=image_size) for a in augmentations)
         self.patch_augs = tuple(replace(a, size=patch_size) for a in augmentations)

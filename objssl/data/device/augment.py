@@ -22,7 +22,10 @@ from torch import Tensor
 from objssl.data.device.params import ViewBatch
 from objssl.data.device.pipeline import DeviceView, apply_views
 
-__all__ = ["DeviceAugment", "DEVICE_FIELDS", "max_reduction_for", "REDUCTIONS"]
+__all__ = ["AUGMENT_ON", "DeviceAugment", "DEVICE_FIELDS", "max_reduction_for", "REDUCTIONS"]
+
+#: where a transform makes its views' pixels: in the loader, or on the training device (its draws only)
+AUGMENT_ON = ("loader", "device")
 
 #: the sample fields the device consumes (and removes from the batch)
 DEVICE_FIELDS = ("source", "source_hw", "view_params", "cutout")

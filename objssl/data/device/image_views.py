@@ -11,7 +11,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
-from objssl.data.device.augment import DeviceAugment
+from objssl.data.device.augment import AUGMENT_ON, DeviceAugment
 from objssl.data.device.params import draw_image_views
 from objssl.data.device.pipeline import DeviceView
 from objssl.data.transforms import MULTI_VIEW_PROVIDES, MultiViewTransform, ViewAugmentation
@@ -43,8 +43,8 @@ class DeviceImageViews:
 
 def image_views(augs: Sequence[ViewAugmentation], augment_on: str = "loader") -> MultiViewTransform | DeviceImageViews:
     """The image-level views of ``augs``, made in the loader or on the training device."""
+    if augment_on not in AUGMENT_ON:
+        raise ValueError(f"image_views: augment_on must be one of {AUGMENT_ON}, got {augment_on!r}")
     if augment_on == "device":
         return DeviceImageViews(augs)
-    if augment_on != "loader":
-        raise ValueError(f"image_views: augment_on must be 'loader' or 'device', got {augment_on!r}")
     return MultiViewTransform.from_augmentations(augs)

@@ -13,7 +13,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
-from objssl.data.device.augment import DeviceAugment
+from objssl.data.device.augment import AUGMENT_ON, DeviceAugment
 from objssl.data.device.pipeline import DeviceView
 from objssl.data.transforms import ViewAugmentation
 from objssl.data.views.box_geometry import jitter_boxes, overlap_in_view, visible_in_crops
@@ -32,8 +32,6 @@ __all__ = ["BoxAwareViews", "BOX_SETS", "AUGMENT_ON"]
 
 #: ``box_sets`` choices: one set visible in every view, or one set per pair of view 0 with another view
 BOX_SETS = ("shared", "per_pair")
-#: where a view's pixels are made: in the loader (here) or on the training device (docs/device_views.md)
-AUGMENT_ON = ("loader", "device")
 
 
 class BoxAwareViews:
