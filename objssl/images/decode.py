@@ -95,13 +95,20 @@ def _open(path: PathLike) -> Image.Image:
     member = split_member_path(os.fspath(path))
     if member is not None:
         return _open_member(path, *member)
-    try:
-        if os.path.isdir(path):
-            raise BadImageError(path, "is a directory, not an image file")
+    with _file_errors(path):
         if os.path.getsize(path) == 0:
             raise BadImageError(path, "empty file (0 bytes)")
         with _format_errors(path):
             return Image.open(path)
+
+
+@contextlib.contextmanager
+def _file_errors(path: PathLike) -> Iterator[None]:
+    """A directory, a missing file or one we may not read, as :class:`BadImageError` naming ``path``."""
+    if os.path.isdir(path):
+        raise BadImageError(path, "is a directory, not an image file")
+    try:
+        yield
     except FileNotFoundError:
         raise BadImageError(path, "no such file") from None
     except PermissionError:
@@ -128,15 +135,8 @@ def read_encoded(path: PathLike) -> bytes:
     if member is not None:
         data = _member_bytes(path, *member)
     else:
-        try:
-            if os.path.isdir(path):
-                raise BadImageError(path, "is a directory, not an image file")
-            with open(path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            raise BadImageError(path, "no such file") from None
-        except PermissionError:
-            raise BadImageError(path, "permission denied") from None
+        with _file_errors(path), open(path, "rb") as f:
+            data = f.read()
     if not data:
         raise BadImageError(path, "empty file (0 bytes)")
     return data
